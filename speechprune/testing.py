@@ -1,0 +1,174 @@
+"""An offline tiny Qwen2-Audio for tests, benchmarks and the demo.
+
+Nothing here touches the network. :func:`tiny_qwen2_audio` builds a stock
+``Qwen2AudioForConditionalGeneration`` with tiny widths but the real audio geometry
+(128 mel bins, 1500 encoder positions: a 30 s window gives 750 audio tokens), random
+weights fixed by a seed, and a processor whose byte-level BPE tokenizer is trained on
+the spot and carries the Qwen2-Audio special tokens.
+
+Example:
+    >>> from speechprune.testing import tiny_qwen2_audio
+    >>> model, processor = tiny_qwen2_audio(seed=0)
+    >>> model.config.audio_config.num_mel_bins, model.config.audio_config.max_source_positions
+    (128, 1500)
+    >>> processor.tokenizer.convert_ids_to_tokens(model.config.audio_token_id)
+    '<|AUDIO|>'
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+
+import torch
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+from transformers import (
+    Qwen2AudioConfig,
+    Qwen2AudioForConditionalGeneration,
+    Qwen2AudioProcessor,
+    Qwen2Tokenizer,
+    WhisperFeatureExtractor,
+)
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>"]
+
+# The pre-tokenizer split of the real Qwen2 tokenizer, so that words, digits and punctuation
+# break where they break in Qwen2-Audio.
+_QWEN2_SPLIT = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+# A small training text written for this project: chat roles, the SPIRAL prompt's words, and
+# everyday lecture / meeting / conversation English, so that prompts tokenize into short pieces.
+_CORPUS = """
+system user assistant You are a helpful assistant. Audio 1: Audio 2:
+Answer with the letter of the correct option. A. B. C. D. A B C D
+What did the speaker say about the project? Which detail was mentioned in the meeting?
+The lecture explains how the nervous system processes information and drives behaviour.
+In the meeting, the team discussed the budget, the schedule and the new product launch.
+During the conversation, two friends talk about travel, food, music and the weather.
+The speaker mentions that the results were presented at a conference earlier this year.
+Neuroscience, opera, astronomy, economics, history, biology, chemistry, marketing, design.
+Um, uh, you know, I mean, well, so, actually, basically, right, okay, like, yeah.
+One interesting finding revealed that the new method reduced costs by twenty percent.
+The question asks about one detail that was said once somewhere in the recording.
+What innovative feature did the performance showcase? A holographic choir.
+We should schedule the review for next Tuesday and invite the design team.
+numbers 0 1 2 3 4 5 6 7 8 9 10 18 24 30 90 100 2024 percent hours minutes seconds
+"""
+
+
+def _train_tokenizer(vocab_size: int) -> Qwen2Tokenizer:
+    """Train a byte-level BPE with Qwen2's splitting rules and wrap it as a ``Qwen2Tokenizer``."""
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator([line for line in _CORPUS.splitlines() if line], trainer=trainer)
+    bpe_model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in bpe_model["merges"]]
+    tokenizer = Qwen2Tokenizer(vocab=bpe_model["vocab"], merges=merges)
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    tokenizer.eos_token = "<|im_end|>"
+    return tokenizer
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_tokenizer(vocab_size: int) -> Qwen2Tokenizer:
+    return _train_tokenizer(vocab_size)
+
+
+def tiny_processor(vocab_size: int = 600) -> Qwen2AudioProcessor:
+    """The stock Qwen2-Audio processor around a tokenizer trained on the spot (no network).
+
+    The feature extractor is Whisper-large-v3 shaped: 128 mel bins, 16 kHz, 30 s windows of
+    3000 frames. The chat template is Qwen2-Audio's (its default system message).
+    """
+    tokenizer = copy.deepcopy(_cached_tokenizer(vocab_size))
+    feature_extractor = WhisperFeatureExtractor(
+        feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=30, n_fft=400
+    )
+    processor = Qwen2AudioProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
+    return processor
+
+
+def tiny_config(tokenizer, *, text_layers: int = 2, audio_layers: int = 1) -> Qwen2AudioConfig:
+    """A Qwen2-Audio config with tiny widths and the real audio geometry.
+
+    The text model uses grouped-query attention (4 query heads, 2 key/value heads) so that
+    phase 2's key-head repetition is exercised; the real 7B model has as many key heads as
+    query heads.
+    """
+    return Qwen2AudioConfig(
+        audio_config={
+            "model_type": "qwen2_audio_encoder",
+            "num_mel_bins": 128,
+            "encoder_layers": audio_layers,
+            "encoder_attention_heads": 2,
+            "encoder_ffn_dim": 64,
+            "d_model": 32,
+            "max_source_positions": 1500,
+            "initializer_range": 0.05,
+        },
+        text_config={
+            "model_type": "qwen2",
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": text_layers,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": 8192,
+            "rope_theta": 10000.0,
+            "rms_norm_eps": 1e-5,
+            "initializer_range": 0.05,
+            "bos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+            "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
+            "pad_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+            "tie_word_embeddings": False,
+        },
+        audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
+    )
+
+
+def tiny_qwen2_audio(seed: int = 0, *, model_class=Qwen2AudioForConditionalGeneration, **config_overrides):
+    """Build ``(model, processor)``: a tiny random Qwen2-Audio, identical for the same seed.
+
+    Args:
+        seed: fixes the random weights. The global torch RNG is left as it was.
+        model_class: the class to instantiate (a subclass of the stock one, for example).
+        **config_overrides: extra attributes set on the top-level config before the model is
+            built (for example the pruning fields of ``SpeechPruneConfig``).
+
+    Returns:
+        ``model`` in eval mode (float32, CPU) and the stock ``Qwen2AudioProcessor``.
+    """
+    processor = tiny_processor()
+    config = tiny_config(processor.tokenizer)
+    config_class = getattr(model_class, "config_class", None)
+    if config_class is not None and config_class is not type(config) and issubclass(config_class, Qwen2AudioConfig):
+        config = config_class(**{**config.to_dict(), **config_overrides})
+    else:
+        for key, value in config_overrides.items():
+            setattr(config, key, value)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class(config)
+    model.generation_config.pad_token_id = config.text_config.pad_token_id
+    model.generation_config.eos_token_id = config.text_config.eos_token_id
+    return model.eval(), processor
+
+
+__all__ = ["tiny_qwen2_audio", "tiny_processor", "tiny_config", "SPECIAL_TOKENS"]
