@@ -1,0 +1,285 @@
+"""SPIRAL accuracy: four-way multiple-choice accuracy with a deterministic answer parser.
+
+This file is an `evaluate` module: ``evaluate.load("path/to/spiral_accuracy")`` copies it on its own into
+evaluate's module cache, so it imports nothing but the standard library, ``evaluate`` and ``datasets``.
+The same file is importable as ``speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy``; the
+evaluation runner takes :func:`parse_answer` from there, so one function parses answers everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+
+import datasets
+import evaluate
+
+LETTERS = ("A", "B", "C", "D")
+
+_CITATION = """\
+@article{lin2024speechprune,
+  title   = {SpeechPrune: Context-aware Token Pruning for Speech Information Retrieval},
+  author  = {Lin, Yueqian and Fu, Yuzhe and Zhang, Jingyang and Liu, Yudong and Zhang, Jianyi and
+             Sun, Jingwei and Li, Hai Helen and Chen, Yiran},
+  journal = {arXiv preprint arXiv:2412.12009},
+  year    = {2024}
+}
+"""
+
+_DESCRIPTION = """\
+Accuracy on SPIRAL (Speech Information Retrieval), a four-way multiple-choice benchmark: each long
+recording comes with one question about a detail said once in it, answered with a letter A-D.
+
+Predictions may be letters or raw model text. Raw text is parsed by a fixed rule list (the first rule
+that matches wins) and never by a random guess, so a score can always be reproduced:
+
+  1. the text, stripped of whitespace, brackets and final punctuation, is one of A-D;
+  2. it starts with a letter A-D followed by ".", ")" or ":";
+  3. the first match of (?i:answer|option|choice)\\s*(?i:is)?\\s*[:(]?\\s*([A-D])\\b;
+  4. the first match of \\(([A-D])\\);
+  5. exactly one option text occurs in it (needs `choices`; case-insensitive, punctuation ignored);
+  otherwise the answer is invalid and scored wrong.
+
+Every report carries the majority-letter baseline of the references beside the accuracy: in the published
+SPIRAL files the correct letter is B for 59.6% of the questions, so a model that always says "B" looks good.
+"""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (`list` of `str`): model answers, one per question: a letter or the raw generated text.
+        `None` counts as invalid.
+    references (`list` of `str`): the correct letters, each exactly one of "A", "B", "C", "D".
+    choices (`list` of `list` of `str`, *optional*): per question, the four option texts in A-D order
+        (without their letters). Enables rule 5 (matching an option's text).
+    categories (`list` of `str`, *optional*): per question, its category (`lecture`, `meeting`,
+        `conversation`); adds `per_category`.
+    ids (`list` of `str`, *optional*): per question, its unique id; duplicates are an error.
+
+    `choices`, `categories` and `ids` are passed to `compute()`, not to `add_batch()`.
+
+Returns:
+    accuracy (`float`): fraction of questions whose parsed answer equals the reference.
+    accuracy_stderr (`float` or `None`): sqrt(p * (1 - p) / (n - 1)); `None` when n = 1.
+    n (`int`): number of questions.
+    n_invalid (`int`): answers that no rule could parse (scored wrong).
+    majority_letter (`str`): the most frequent reference letter (ties to the earlier letter).
+    majority_baseline (`float`): the accuracy of always answering `majority_letter`.
+    per_category (`dict`, only with `categories`): {category: {"accuracy": float, "n": int}}.
+
+Examples:
+
+    Letters and raw text mix freely; "I think A and B" is invalid:
+
+    >>> metric = SpiralAccuracy()
+    >>> out = metric.compute(
+    ...     predictions=["B", "The answer is (C).", "I think A and B", "D) because it is said"],
+    ...     references=["B", "C", "A", "B"],
+    ... )
+    >>> out["accuracy"], out["n"], out["n_invalid"]
+    (0.5, 4, 1)
+    >>> round(out["accuracy_stderr"], 4)
+    0.2887
+    >>> out["majority_letter"], out["majority_baseline"]
+    ('B', 0.5)
+
+    With the option texts, an answer naming exactly one option counts (rule 5), and categories give
+    per-category accuracy:
+
+    >>> out = metric.compute(
+    ...     predictions=["It was the red bicycle.", "A"],
+    ...     references=["C", "B"],
+    ...     choices=[["a car", "a bus", "the red bicycle", "a train"], ["one", "two", "three", "four"]],
+    ...     categories=["lecture", "meeting"],
+    ... )
+    >>> out["accuracy"], out["per_category"]
+    (0.5, {'lecture': {'accuracy': 1.0, 'n': 1}, 'meeting': {'accuracy': 0.0, 'n': 1}})
+
+    The parser on its own:
+
+    >>> [parse_answer(t) for t in ["B", " (c) ", "B) because", "Answer: D", "Option d", "invalid"]]
+    ['B', None, 'B', 'D', None, None]
+"""
+
+# SPEC rule 1: characters stripped from both ends before the single-letter test.
+_BRACKETS = "()[]{}<>"
+_FINAL_PUNCTUATION = ".,;:!?"
+# SPEC rules 2-4, verbatim. Only the keywords are case-insensitive: the letter itself must be a capital,
+# which keeps articles ("a") and words ("option d" in prose) from being read as answers.
+_RULE2 = re.compile(r"([A-D])[.):]")
+_RULE3 = re.compile(r"(?i:answer|option|choice)\s*(?i:is)?\s*[:(]?\s*([A-D])\b")
+_RULE4 = re.compile(r"\(([A-D])\)")
+
+
+def _strip_decorations(text: str) -> str:
+    """Strip whitespace, brackets at either end and final punctuation until nothing changes."""
+    previous = None
+    while previous != text:
+        previous = text
+        text = text.strip().strip(_BRACKETS).rstrip(_FINAL_PUNCTUATION)
+    return text
+
+
+def _normalize(text: str) -> str:
+    """Lower-case, drop punctuation (Unicode category P*), collapse whitespace: SPEC rule 5's comparison form."""
+    kept = "".join(ch for ch in text.lower() if not unicodedata.category(ch).startswith("P"))
+    return " ".join(kept.split())
+
+
+def parse_answer(text: str | None, choices: Sequence[str] | None = None) -> str | None:
+    """Read the answer letter out of a model's output, by SPEC section 5's generate rules.
+
+    The rules are tried in order and the first that matches wins; nothing is ever guessed.
+
+    1. ``text`` stripped of whitespace, brackets ``()[]{}<>`` at either end and final punctuation
+       ``.,;:!?`` (repeatedly, so ``"(B)."`` gives ``B``) is one of ``A``-``D`` (capitals only);
+    2. ``text``, after leading whitespace, starts with a letter ``A``-``D`` followed by ``.``, ``)`` or ``:``;
+    3. the first match of ``(?i:answer|option|choice)\\s*(?i:is)?\\s*[:(]?\\s*([A-D])\\b``;
+    4. the first match of ``\\(([A-D])\\)``;
+    5. with ``choices``: exactly one of the four option texts occurs in ``text`` as a whole-word phrase,
+       compared case-insensitively with punctuation removed and whitespace collapsed. An option whose text
+       is empty after that never matches; when two options occur (also when one contains the other), the
+       answer is ambiguous and invalid.
+
+    Args:
+        text: the model's output, or ``None`` (invalid).
+        choices: the four option texts in ``A``-``D`` order, without their letters.
+
+    Returns:
+        ``"A"``, ``"B"``, ``"C"``, ``"D"``, or ``None`` when no rule matches (scored wrong).
+
+    Example:
+        >>> parse_answer("The answer is (C).")
+        'C'
+        >>> parse_answer("I'd say the blue one", choices=["red", "blue", "green", "white"])
+        'B'
+        >>> parse_answer("I think A and B") is None
+        True
+    """
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str or None, got {type(text).__name__}")
+    if choices is not None and len(choices) != len(LETTERS):
+        raise ValueError(f"choices must hold {len(LETTERS)} option texts, got {len(choices)}")
+
+    stripped = _strip_decorations(text)
+    if stripped in LETTERS:
+        return stripped
+    start = _RULE2.match(text.lstrip())
+    if start:
+        return start.group(1)
+    for rule in (_RULE3, _RULE4):
+        found = rule.search(text)
+        if found:
+            return found.group(1)
+    if choices is not None:
+        haystack = f" {_normalize(text)} "
+        hits = []
+        for letter, option in zip(LETTERS, choices, strict=True):
+            needle = _normalize(option)
+            if needle and f" {needle} " in haystack:
+                hits.append(letter)
+        if len(hits) == 1:
+            return hits[0]
+    return None
+
+
+def accuracy_stderr(accuracy: float, n: int) -> float | None:
+    """Standard error of an accuracy over ``n`` questions: sqrt(p (1 - p) / (n - 1)); ``None`` when n < 2.
+
+    >>> round(accuracy_stderr(0.5, 5), 6)
+    0.25
+    """
+    if n < 2:
+        return None
+    return math.sqrt(accuracy * (1.0 - accuracy) / (n - 1))
+
+
+def majority_letter(references: Sequence[str]) -> tuple[str, float]:
+    """The most frequent reference letter and the accuracy of always answering it (ties to the earlier letter).
+
+    >>> majority_letter(["B", "A", "B", "A", "C"])
+    ('A', 0.4)
+    """
+    if not references:
+        raise ValueError("references must not be empty")
+    counts = Counter(references)
+    letter = max(LETTERS, key=lambda candidate: (counts[candidate], -LETTERS.index(candidate)))
+    return letter, counts[letter] / len(references)
+
+
+def _check_reference(reference: object, position: int) -> str:
+    if not isinstance(reference, str) or reference not in LETTERS:
+        raise ValueError(f"references[{position}] must be one single letter A-D, got {reference!r}")
+    return reference
+
+
+def _check_optional(name: str, values: Sequence | None, n: int) -> None:
+    if values is not None and len(values) != n:
+        raise ValueError(f"{name} has {len(values)} entries but there are {n} predictions")
+
+
+def compute_spiral_accuracy(
+    predictions: Sequence[str | None],
+    references: Sequence[str],
+    choices: Sequence[Sequence[str]] | None = None,
+    categories: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+) -> dict:
+    """The metric without `evaluate`'s storage: same arguments and result as ``SpiralAccuracy.compute``.
+
+    >>> compute_spiral_accuracy(["A", "C"], ["A", "B"])["accuracy"]
+    0.5
+    """
+    n = len(predictions)
+    if len(references) != n:
+        raise ValueError(f"predictions has {n} entries but references has {len(references)}")
+    if n == 0:
+        raise ValueError("predictions and references must not be empty")
+    for name, values in (("choices", choices), ("categories", categories), ("ids", ids)):
+        _check_optional(name, values, n)
+    golds = [_check_reference(reference, i) for i, reference in enumerate(references)]
+    if ids is not None:
+        repeated = sorted(sample_id for sample_id, count in Counter(ids).items() if count > 1)
+        if repeated:
+            raise ValueError(f"ids must be unique; repeated: {repeated[:5]}")
+
+    parsed = [parse_answer(p, None if choices is None else choices[i]) for i, p in enumerate(predictions)]
+    correct = [answer == gold for answer, gold in zip(parsed, golds, strict=True)]
+    accuracy = sum(correct) / n
+    letter, baseline = majority_letter(golds)
+    result = {
+        "accuracy": accuracy,
+        "accuracy_stderr": accuracy_stderr(accuracy, n),
+        "n": n,
+        "n_invalid": sum(answer is None for answer in parsed),
+        "majority_letter": letter,
+        "majority_baseline": baseline,
+    }
+    if categories is not None:
+        per_category = {}
+        for category in sorted(set(categories)):
+            hits = [ok for ok, cat in zip(correct, categories, strict=True) if cat == category]
+            per_category[category] = {"accuracy": sum(hits) / len(hits), "n": len(hits)}
+        result["per_category"] = per_category
+    return result
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class SpiralAccuracy(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
+            reference_urls=["https://arxiv.org/abs/2412.12009"],
+        )
+
+    def _compute(self, predictions, references, choices=None, categories=None, ids=None):
+        return compute_spiral_accuracy(predictions, references, choices=choices, categories=categories, ids=ids)
