@@ -1,0 +1,261 @@
+"""What a prefill costs: FLOPs counted on the ``meta`` device, and an activation-memory estimate.
+
+SpeechPrune shortens the sequence that the language model prefills. This module puts numbers on
+that without loading weights: the model is built on the ``meta`` device (shapes only, no memory)
+and run under :class:`torch.utils.flop_counter.FlopCounterMode`, which adds up ``2 * m * n * k``
+for every matrix product, convolution and attention kernel it sees.
+
+Conventions, chosen to match the paper's Table 1 (SPEC section 6):
+
+- The LLM count covers the decoder layers and the output head applied at *every* position, as
+  the paper's counter did (counting the last position only misses its column by 9% at rate 0).
+  The input embedding lookup costs no FLOPs. The audio encoder is counted apart.
+- FLOPs are counted for one sequence (batch 1) of ``num_tokens`` positions, attention dense
+  and causal-agnostic (``torch`` counts a causal kernel as the full ``n x n`` product).
+
+Example:
+    >>> from speechprune.evaluation.efficiency import QWEN2_AUDIO_7B_CONFIG, llm_prefill_flops
+    >>> round(llm_prefill_flops(QWEN2_AUDIO_7B_CONFIG, 720 + 112) / 1e12, 2)  # the paper's 12.2 at rate 0
+    12.2
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import AutoModel, AutoModelForCausalLM, PretrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+ConfigLike = PretrainedConfig | dict | str | os.PathLike
+
+#: The public architecture of Qwen2-Audio-7B(-Instruct) (no weights), shipped with the package so
+#: that FLOP counts and benchmarks work offline: a copy of the project's shared fixture.
+QWEN2_AUDIO_7B_CONFIG = Path(__file__).with_name("qwen2-audio-7b-config.json")
+
+
+def _as_dict(config: ConfigLike) -> dict:
+    """Read a config given as an object, a dict, a ``config.json`` path or a folder holding one."""
+    if isinstance(config, PretrainedConfig):
+        return config.to_dict()
+    if isinstance(config, dict):
+        return dict(config)
+    if isinstance(config, (str, os.PathLike)):
+        path = Path(config)
+        if path.is_dir():
+            path = path / "config.json"
+        if not path.is_file():
+            raise ValueError(f"config: no config.json at {str(config)!r}")
+        return json.loads(path.read_text())
+    raise ValueError(f"config: expected a PretrainedConfig, a dict or a path, got {type(config).__name__}")
+
+
+def _sub_config(config: ConfigLike, key: str, default_type: str) -> dict:
+    """The ``text_config`` / ``audio_config`` part of a composite config, or the config itself."""
+    data = _as_dict(config)
+    sub = data.get(key, data)
+    if isinstance(sub, PretrainedConfig):
+        sub = sub.to_dict()
+    sub = {k: v for k, v in sub.items() if not k.startswith("_")}
+    sub.setdefault("model_type", default_type)
+    return sub
+
+
+def _key(data: dict) -> str:
+    """A hashable, order-independent key for the lru caches (configs themselves are unhashable)."""
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def _build(data: dict, factory) -> torch.nn.Module:
+    model_type = data["model_type"]
+    if model_type not in CONFIG_MAPPING:
+        raise ValueError(f"config: unknown model_type {model_type!r}")
+    config = CONFIG_MAPPING[model_type](**{k: v for k, v in data.items() if k != "model_type"})
+    # sdpa runs on `meta` (it falls back to its math form there); flash kernels would not.
+    config._attn_implementation = "sdpa"
+    with torch.device("meta"):
+        model = factory.from_config(config, attn_implementation="sdpa")
+    return model.eval()
+
+
+def _check_count(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return value
+
+
+@functools.lru_cache(maxsize=256)
+def _llm_flops(key: str, num_tokens: int, logits: str) -> int:
+    data = json.loads(key)
+    model = _build(data, AutoModelForCausalLM)
+    config = model.config
+    embeds = torch.empty(1, num_tokens, config.hidden_size, device="meta")
+    positions = torch.arange(num_tokens, device="meta").unsqueeze(0)
+    # A ready-made 4-D mask per layer type skips transformers' mask builder, which reads tensor
+    # values that `meta` tensors do not have.
+    causal = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device="meta").tril()[None, None]
+    masks = {layer_type: causal for layer_type in set(getattr(config, "layer_types", None) or ["full_attention"])}
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(
+            inputs_embeds=embeds,
+            attention_mask=masks,
+            position_ids=positions,
+            use_cache=False,
+            logits_to_keep=0 if logits == "all" else 1,
+        )
+    return int(counter.get_total_flops())
+
+
+def llm_prefill_flops(config: ConfigLike, num_tokens: int, *, logits: str = "all") -> int:
+    """FLOPs of the language model's prefill over ``num_tokens`` positions (batch 1).
+
+    Args:
+        config: a ``Qwen2AudioConfig`` (its ``text_config`` is used), a text config such as
+            ``Qwen2Config``, a dict of either, or a path to a ``config.json`` (or its folder).
+        num_tokens: length of the prefilled sequence, audio and text tokens together.
+        logits: ``"all"`` applies the output head at every position, as the paper's counter
+            did; ``"last"`` only at the last one, as ``generate()`` does.
+
+    Returns:
+        The count from ``torch.utils.flop_counter`` (decoder layers + output head), exact.
+        Results are cached per (architecture, ``num_tokens``, ``logits``).
+
+    Example:
+        >>> from transformers import Qwen2Config
+        >>> cfg = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        ...                   num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+        >>> llm_prefill_flops(cfg, 10)  # 10 * 2 * 80128 multiply-adds + 2 layers * 4 * 4 * 10**2 * 16
+        1653760
+    """
+    _check_count("num_tokens", num_tokens)
+    if logits not in ("all", "last"):
+        raise ValueError(f"logits: expected 'all' or 'last', got {logits!r}")
+    return _llm_flops(_key(_sub_config(config, "text_config", "qwen2")), num_tokens, logits)
+
+
+@functools.lru_cache(maxsize=64)
+def _encoder_flops(key: str, num_windows: int) -> int:
+    data = json.loads(key)
+    model = _build(data, AutoModel)
+    config = model.config
+    frames = config.max_source_positions * model.conv1.stride[0] * model.conv2.stride[0]
+    features = torch.empty(num_windows, config.num_mel_bins, frames, device="meta")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(features)
+    return int(counter.get_total_flops())
+
+
+def audio_encoder_flops(config: ConfigLike, num_windows: int) -> int:
+    """FLOPs of the Qwen2-Audio encoder over ``num_windows`` 30 s windows.
+
+    Every window is encoded at its full 3000 mel frames (1500 encoder positions) whatever its
+    content, as the stock model does, so the count is linear in ``num_windows``: a 90 s
+    recording costs three windows. The audio-to-text projector (``d_model x hidden``, about
+    0.3% of a window for the 7B model) is not included.
+
+    Args:
+        config: a ``Qwen2AudioConfig`` (its ``audio_config`` is used), a
+            ``Qwen2AudioEncoderConfig``, a dict of either, or a path to a ``config.json``.
+        num_windows: number of 30 s windows.
+
+    Example:
+        >>> from transformers import Qwen2AudioEncoderConfig
+        >>> cfg = Qwen2AudioEncoderConfig(d_model=32, encoder_layers=1, encoder_attention_heads=2,
+        ...                               encoder_ffn_dim=64, num_mel_bins=128, max_source_positions=1500)
+        >>> audio_encoder_flops(cfg, 2) == 2 * audio_encoder_flops(cfg, 1)
+        True
+    """
+    _check_count("num_windows", num_windows)
+    return _encoder_flops(_key(_sub_config(config, "audio_config", "qwen2_audio_encoder")), num_windows)
+
+
+def _text_config(config: ConfigLike) -> PretrainedConfig:
+    data = _sub_config(config, "text_config", "qwen2")
+    return CONFIG_MAPPING[data["model_type"]](**{k: v for k, v in data.items() if k != "model_type"})
+
+
+def activation_memory_estimate(
+    config: ConfigLike,
+    num_tokens: int,
+    dtype_bytes: int = 2,
+    *,
+    logits: str = "last",
+    attention: str = "eager",
+) -> dict[str, Any]:
+    """An analytic estimate of the prefill's activation memory, in bytes (batch 1).
+
+    An *estimate*, for machines without CUDA statistics: it counts tensors, not allocator
+    blocks. The prefill keeps the KV cache of every layer and, at any moment, the transient
+    tensors of one layer (layers run one after another and free their intermediates).
+
+    Terms (``n`` = ``num_tokens``, ``H`` hidden, ``I`` MLP width, ``h`` query heads, ``d``
+    head width, ``g`` key/value heads, ``L`` layers, ``V`` vocabulary):
+
+    - ``kv_cache``: ``2 L n g d`` elements, kept for decoding.
+    - ``hidden``: the residual stream and its normalised copy, ``2 n H``.
+    - ``attention``: q, k, v and the output (``n (2 h d + 2 g d)``), plus for ``"eager"`` the
+      ``h n^2`` score matrix in the model dtype and its float32 softmax (transformers' eager
+      path upcasts); ``"sdpa"`` fused kernels keep no score matrix.
+    - ``mlp``: gate, up and their product, ``3 n I``.
+    - ``layer_peak``: the larger of ``attention`` and ``mlp``.
+    - ``logits``: ``V`` per kept position in float32 (``"last"``: one position, as
+      ``generate()``; ``"all"``: every position).
+    - ``total``: ``kv_cache + hidden + layer_peak + logits``.
+
+    Args:
+        config: as for :func:`llm_prefill_flops`.
+        num_tokens: prefilled sequence length.
+        dtype_bytes: bytes per element of the model dtype (2 for bf16).
+        logits: ``"last"`` or ``"all"``.
+        attention: ``"eager"`` or ``"sdpa"``.
+
+    Returns:
+        A dict of the terms above in bytes, plus ``"num_tokens"`` and ``"estimate": True``.
+
+    Example:
+        >>> from transformers import Qwen2Config
+        >>> cfg = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        ...                   num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+        >>> activation_memory_estimate(cfg, 10)["kv_cache"]  # 2 * 2 layers * 10 * 2 heads * 16 * 2 bytes
+        2560
+    """
+    _check_count("num_tokens", num_tokens)
+    _check_count("dtype_bytes", dtype_bytes)
+    if logits not in ("all", "last"):
+        raise ValueError(f"logits: expected 'all' or 'last', got {logits!r}")
+    if attention not in ("eager", "sdpa"):
+        raise ValueError(f"attention: expected 'eager' or 'sdpa', got {attention!r}")
+    cfg = _text_config(config)
+    n, hidden, inter = num_tokens, cfg.hidden_size, cfg.intermediate_size
+    heads = cfg.num_attention_heads
+    kv_heads = cfg.num_key_value_heads or heads
+    head_dim = getattr(cfg, "head_dim", None) or hidden // heads
+    kv_cache = 2 * cfg.num_hidden_layers * n * kv_heads * head_dim * dtype_bytes
+    hidden_bytes = 2 * n * hidden * dtype_bytes
+    attn = n * (2 * heads * head_dim + 2 * kv_heads * head_dim) * dtype_bytes
+    if attention == "eager":
+        attn += heads * n * n * (dtype_bytes + 4)
+    mlp = 3 * n * inter * dtype_bytes
+    logit_bytes = (n if logits == "all" else 1) * cfg.vocab_size * 4
+    layer_peak = max(attn, mlp)
+    return {
+        "num_tokens": n,
+        "kv_cache": kv_cache,
+        "hidden": hidden_bytes,
+        "attention": attn,
+        "mlp": mlp,
+        "layer_peak": layer_peak,
+        "logits": logit_bytes,
+        "total": kv_cache + hidden_bytes + layer_peak + logit_bytes,
+        "estimate": True,
+    }
+
+
+__all__ = ["QWEN2_AUDIO_7B_CONFIG", "llm_prefill_flops", "audio_encoder_flops", "activation_memory_estimate"]
