@@ -1,0 +1,171 @@
+"""Resumable per-sample records: a run killed at any point and started again loses nothing.
+
+An output folder holds:
+
+- ``run_config.json``: the arguments that decide the results. A restart with different
+  arguments is refused (:func:`check_run_config`), so one folder never mixes two runs.
+- ``records/rank-00000.jsonl`` ...: one append-only JSON Lines file per process, one line per
+  finished work unit, flushed as soon as it is made. A kill can only cut the last line of a
+  file short; :func:`repair_tail` drops such a line before anyone reads or appends.
+
+A record's identity is :func:`record_key`: ``(id, method, rate, rotation)``. Resuming reads
+every rank file (the number of processes may differ between the two runs) and skips the
+units whose key is present.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with RecordLog(folder / "records" / "rank-00000.jsonl") as log:
+    ...     log.append({"id": "a", "method": "full", "rate": None, "rotation": 0, "correct": True})
+    >>> _ = (folder / "records" / "rank-00000.jsonl").open("a").write('{"id": "b", "meth')  # a kill mid-line
+    >>> repair_tail(folder / "records" / "rank-00000.jsonl")
+    True
+    >>> [record_key(r) for r in load_records(folder)]
+    [('a', 'full', None, 0)]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+RUN_CONFIG = "run_config.json"
+RECORDS_DIR = "records"
+
+
+def record_key(record: dict) -> tuple:
+    """The identity of one work unit: ``(id, method, rate, rotation)`` (rate ``None`` for full/original)."""
+    return (record["id"], record["method"], record["rate"], record["rotation"])
+
+
+def rank_file(output: Path, rank: int) -> Path:
+    """The JSON Lines file that process ``rank`` appends to."""
+    return Path(output) / RECORDS_DIR / f"rank-{rank:05d}.jsonl"
+
+
+def check_run_config(output: Path, config: dict) -> bool:
+    """Compare ``config`` with the one stored in ``output``.
+
+    Returns:
+        ``True`` when a stored config exists and equals ``config`` (a resume), ``False`` when
+        there is none yet (a fresh run; the caller writes it with :func:`write_run_config`).
+
+    Raises:
+        ValueError: the stored config differs; the message names every differing field.
+    """
+    path = Path(output) / RUN_CONFIG
+    if not path.exists():
+        return False
+    stored = json.loads(path.read_text())
+    # JSON turns tuples into lists; compare both through JSON.
+    wanted = json.loads(json.dumps(config))
+    diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+    if diff:
+        details = "; ".join(f"{k}: stored {stored.get(k)!r}, now {wanted.get(k)!r}" for k in diff)
+        raise ValueError(
+            f"--output {output} holds a run with different arguments ({details}). "
+            "Use a fresh output folder, or repeat the stored arguments to resume that run."
+        )
+    return True
+
+
+def write_run_config(output: Path, config: dict) -> None:
+    """Store ``config`` as ``output/run_config.json`` (written to a temporary file, then renamed)."""
+    path = Path(output) / RUN_CONFIG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def repair_tail(path: Path) -> bool:
+    """Cut a JSON Lines file after its last complete line (one that ends with a newline).
+
+    Only the last line can be cut short by a kill (:class:`RecordLog` writes the newline last,
+    and ``json.dumps`` never emits a raw newline); a bad line anywhere else is corruption, not
+    an interruption, and :func:`load_records` raises on it.
+
+    Returns:
+        ``True`` when something was cut.
+    """
+    path = Path(path)
+    if not path.exists():
+        return False
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1  # 0 when there is no complete line at all
+    if keep == len(data):
+        return False
+    with path.open("r+b") as f:
+        f.truncate(keep)
+    return True
+
+
+def load_records(output: Path) -> list[dict]:
+    """Every record in ``output/records/*.jsonl``, file by file in name order.
+
+    Raises:
+        ValueError: a line that is not JSON (run :func:`repair_tail` first after a kill).
+    """
+    records = []
+    for path in sorted((Path(output) / RECORDS_DIR).glob("rank-*.jsonl")):
+        with path.open() as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except ValueError as err:
+                    raise ValueError(f"{path}:{number}: not a JSON record ({err})") from err
+    return records
+
+
+class RecordLog:
+    """Append-only JSON Lines writer; every record is flushed to the OS as soon as it is written.
+
+    Flushing (not fsync) is what survives a killed process; fsync would only add protection
+    against a machine crash at the price of a disk round trip per record.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def append(self, record: dict) -> None:
+        # One write call per line, newline last: a kill leaves at most one cut-short last line.
+        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RecordLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    """Write ``records`` as JSON Lines at once (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+__all__ = [
+    "RUN_CONFIG",
+    "RECORDS_DIR",
+    "record_key",
+    "rank_file",
+    "check_run_config",
+    "write_run_config",
+    "repair_tail",
+    "load_records",
+    "RecordLog",
+    "write_jsonl",
+]

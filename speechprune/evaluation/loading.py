@@ -1,0 +1,131 @@
+"""Load what a run evaluates: a SPIRAL split and a SpeechPrune model with its processor.
+
+Both come with the identity the results file records: the dataset's fingerprint and audio
+sources, and the model's revision (a commit sha for a Hub model, a content hash for a
+local folder, ``tiny-seed0`` for the embedded tiny model).
+
+Example:
+    >>> model, processor, revision = load_model("tiny")
+    >>> revision
+    'tiny-seed0'
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+SAMPLING_RATE = 16000
+_TINY = re.compile(r"tiny(?:-seed(\d+))?")
+
+
+def load_spiral(dataset: str, config: str, limit: int | None = None, revision: str | None = None):
+    """``load_dataset(dataset, config, split="test")`` with audio decoded to 16 kHz mono.
+
+    Args:
+        dataset: a Hub id or a local folder written by ``speechprune build-spiral``.
+        config: ``spiral`` or ``spiral_h``.
+        limit: keep only the first ``limit`` rows (in the dataset's order).
+        revision: a Hub revision to pin (ignored for folders).
+
+    Returns:
+        A ``datasets.Dataset`` whose ``audio`` column decodes (through TorchCodec, which also
+        resamples from the stored 24 kHz) to 16 kHz mono.
+    """
+    from datasets import Audio, load_dataset
+
+    if config not in ("spiral", "spiral_h"):
+        raise ValueError(f"config: expected 'spiral' or 'spiral_h', got {config!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit: expected a positive number of samples, got {limit}")
+    kwargs = {} if Path(dataset).exists() or revision is None else {"revision": revision}
+    ds = load_dataset(dataset, config, split="test", **kwargs)
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    return ds.cast_column("audio", Audio(sampling_rate=SAMPLING_RATE, num_channels=1))
+
+
+def decode_audio(decoder) -> torch.Tensor:
+    """A decoded ``audio`` value (TorchCodec ``AudioDecoder``) -> 1-D float32 waveform."""
+    samples = decoder.get_all_samples()
+    if samples.sample_rate != SAMPLING_RATE:
+        raise ValueError(f"audio: expected {SAMPLING_RATE} Hz after the cast, got {samples.sample_rate}")
+    return samples.data.mean(dim=0).to(torch.float32)
+
+
+def dataset_identity(ds) -> dict:
+    """What results.json records about the evaluated rows: fingerprint, size, audio sources."""
+    sources = sorted(set(ds["audio_source"])) if "audio_source" in ds.column_names else []
+    return {"fingerprint": ds._fingerprint, "num_rows": len(ds), "audio_source": sources}
+
+
+def load_model(
+    model: str,
+    revision: str | None = None,
+    dtype: str = "auto",
+    device_map: str | None = None,
+    trust_remote_code: bool = False,
+):
+    """Load ``(model, processor, revision_id)``.
+
+    Args:
+        model: ``tiny`` (or ``tiny-seed3``: the embedded tiny model with that weight seed), a
+            local folder, or a Hub id of a SpeechPrune / Qwen2-Audio checkpoint.
+        revision: a Hub branch, tag or commit to pin.
+        dtype: ``auto`` (the checkpoint's), ``float32``, ``bfloat16`` or ``float16``.
+        device_map: passed to ``from_pretrained`` (for example ``auto``); ``None`` leaves the
+            model where it loads so the caller can place it.
+        trust_remote_code: load the classes a Hub repo ships instead of the installed ones.
+
+    Returns:
+        The model in eval mode, its long-audio processor, and the revision that results.json
+        records: the resolved commit sha for a Hub model, a content hash for a folder, and
+        ``tiny-seed<N>`` for the tiny model.
+    """
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype: expected auto, float32, bfloat16 or float16, got {dtype!r}")
+    tiny = _TINY.fullmatch(model)
+    if tiny:
+        from speechprune.testing import tiny_speechprune
+
+        seed = int(tiny.group(1) or 0)
+        net, processor = tiny_speechprune(seed=seed)
+        if dtype not in ("auto", "float32"):
+            net = net.to(getattr(torch, dtype))
+        return net.eval(), processor, f"tiny-seed{seed}"
+
+    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code, "dtype": dtype}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    if trust_remote_code:
+        from transformers import AutoModel, AutoProcessor
+
+        net = AutoModel.from_pretrained(model, **kwargs)
+        processor = AutoProcessor.from_pretrained(model, revision=revision, trust_remote_code=True)
+    else:
+        from speechprune.modeling.modeling_speechprune import Qwen2AudioSpeechPruneForConditionalGeneration
+        from speechprune.modeling.processing_speechprune import SpeechPruneProcessor
+
+        net = Qwen2AudioSpeechPruneForConditionalGeneration.from_pretrained(model, **kwargs)
+        processor = SpeechPruneProcessor.from_pretrained(model, revision=revision)
+    return net.eval(), processor, model_revision(model, revision)
+
+
+def model_revision(model: str, revision: str | None = None) -> str:
+    """The commit sha of a Hub model (from the local cache, no network) or a folder's content hash."""
+    if Path(model).is_dir():
+        from speechprune.evaluation.results import content_hash
+
+        return content_hash(model)
+    from transformers.utils.hub import cached_file, extract_commit_hash
+
+    resolved = cached_file(model, "config.json", revision=revision)
+    sha = extract_commit_hash(resolved, None)
+    if sha is None:
+        raise ValueError(f"model: could not resolve the commit of {model!r} at revision {revision!r}")
+    return sha
+
+
+__all__ = ["SAMPLING_RATE", "load_spiral", "decode_audio", "dataset_identity", "load_model", "model_revision"]
