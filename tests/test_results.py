@@ -1,0 +1,282 @@
+"""Results helpers: aggregation against a naive computation, results.json round trip, hashing, JSONL reading."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from speechprune.evaluation.results import (
+    aggregate,
+    append_records,
+    build_results,
+    content_hash,
+    git_hash,
+    is_pinned,
+    make_config,
+    parse_result_key,
+    read_records,
+    read_results,
+    result_key,
+    samples_path,
+    write_results,
+)
+
+SETTINGS = [("original", None), ("speechprune", 0.2), ("speechprune", 0.4), ("random", 0.2)]
+
+
+def _records(seed=0, n=40, circular=False, configs=("spiral", "spiral_h")):
+    """Random but valid records: answers are letters or invalid, costs vary per record."""
+    rng = random.Random(seed)
+    records = []
+    for config in configs:
+        for method, rate in SETTINGS:
+            for i in range(n if config == "spiral" else n // 2):
+                gold = rng.choice("ABCDB")
+                for rotation in range(4) if circular else [None]:
+                    rotated_gold = "ABCD"[("ABCD".index(gold) + (rotation or 0)) % 4]
+                    parsed = rng.choice([rotated_gold, rotated_gold, rotated_gold, "A", "C", None])
+                    record = {
+                        "id": f"{config}_{i}",
+                        "config": config,
+                        "method": method,
+                        "rate": rate,
+                        "prompt_hash": f"h{i}",
+                        "raw_output": str(parsed),
+                        "parsed": parsed,
+                        "gold": rotated_gold,
+                        "correct": parsed == rotated_gold,
+                        "category": ["lecture", "meeting", "conversation"][i % 3],
+                        "audio_tokens_before": 2250,
+                        "audio_tokens_after": rng.randint(100, 750),
+                        "prefill_ms": rng.uniform(100, 800),
+                        "llm_flops": rng.uniform(1e12, 12e12),
+                    }
+                    if circular:
+                        record["rotation"] = rotation
+                    records.append(record)
+    return records
+
+
+def _naive(records, config, method, rate):
+    """SPEC's accuracy, stderr and majority baseline, written independently of the package."""
+    group = [r for r in records if (r["config"], r["method"], r["rate"]) == (config, method, rate)]
+    ids = sorted({r["id"] for r in group})
+    right = {i: all(r["parsed"] == r["gold"] for r in group if r["id"] == i) for i in ids}
+    p = sum(right.values()) / len(ids)
+    # always answering one letter: right on a question only if every asked rotation has that gold letter
+    always = {x: sum(all(r["gold"] == x for r in group if r["id"] == i) for i in ids) for x in "ABCD"}
+    majority = max(always.values()) / len(ids)
+    return {
+        "accuracy": p,
+        "accuracy_stderr": math.sqrt(p * (1 - p) / (len(ids) - 1)),
+        "n": len(ids),
+        "n_invalid": sum(r["parsed"] is None for r in group),
+        "majority_baseline": majority,
+        "prefill_ms": sum(r["prefill_ms"] for r in group) / len(group),
+        "llm_tflops": sum(r["llm_flops"] for r in group) / len(group) / 1e12,
+        "audio_tokens_after": sum(r["audio_tokens_after"] for r in group) / len(group),
+    }
+
+
+@pytest.mark.parametrize("circular", [False, True])
+def test_aggregate_matches_naive_computation(circular):
+    records = _records(circular=circular)
+    results = aggregate(records)
+    assert sorted(results) == ["spiral", "spiral_h"]
+    for config in results:
+        assert list(results[config]) == ["original", "speechprune@0.2", "speechprune@0.4", "random@0.2"]
+        for method, rate in SETTINGS:
+            row = results[config][result_key(method, rate)]
+            for name, value in _naive(records, config, method, rate).items():
+                assert row[name] == pytest.approx(value), (config, method, rate, name)
+
+
+def test_circular_needs_all_four_rotations_right_and_kills_the_letter_baseline():
+    base = {"config": "spiral", "method": "full", "rate": None, "id": "q"}
+    records = [{**base, "rotation": k, "gold": "ABCD"[k], "parsed": "ABCD"[k], "correct": True} for k in range(4)] + [
+        {**base, "id": "r", "rotation": k, "gold": "BCDA"[k], "parsed": "B", "correct": k == 0} for k in range(4)
+    ]
+    row = aggregate(records)["spiral"]["full"]
+    assert (row["accuracy"], row["n"]) == (0.5, 2)
+    assert row["majority_baseline"] == 0.0
+    # the same records read without rotation grouping would be a different (and wrong) count
+    with pytest.raises(ValueError, match="duplicate"):
+        aggregate(records, circular=False)
+    with pytest.raises(ValueError, match="rotations"):
+        aggregate(records[:7])
+
+
+def test_per_category_matches_naive():
+    records = _records(configs=("spiral",))
+    row = aggregate(records)["spiral"]["speechprune@0.2"]
+    group = [r for r in records if r["method"] == "speechprune" and r["rate"] == 0.2]
+    for category in ("lecture", "meeting", "conversation"):
+        mine = [r["correct"] for r in group if r["category"] == category]
+        assert row["per_category"][category] == {"accuracy": pytest.approx(sum(mine) / len(mine)), "n": len(mine)}
+
+
+def test_missing_costs_are_none():
+    records = [
+        {"id": "a", "config": "spiral", "method": "full", "rate": None, "parsed": "A", "gold": "A", "correct": 1}
+    ]
+    row = aggregate(records)["spiral"]["full"]
+    assert row["prefill_ms"] is None and row["llm_tflops"] is None and row["accuracy_stderr"] is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda rs: rs.clear(), "empty"),
+        (lambda rs: rs[0].pop("gold"), "lacks fields"),
+        (lambda rs: rs[0].update(correct=not rs[0]["correct"]), "says correct"),
+        (lambda rs: rs[0].update(gold="E"), "not a letter"),
+        (lambda rs: rs[0].update(parsed="Z", correct=False), "parsed"),
+        (lambda rs: rs.append(dict(rs[0])), "duplicate"),
+        (lambda rs: (rs[0].update(audio_source="espeak-ng"), rs[1].update(audio_source="authors")), "audio sources"),
+    ],
+)
+def test_aggregate_errors(change, message):
+    records = _records(n=6, configs=("spiral",))
+    change(records)
+    with pytest.raises(ValueError, match=message):
+        aggregate(records)
+
+
+def test_result_keys_round_trip():
+    for method, rate in [("speechprune", 0.2), ("crop", 0.8), ("full", None), ("phase1", 0.0)]:
+        assert parse_result_key(result_key(method, rate)) == (method, rate)
+    assert result_key("speechprune", 0.2) == "speechprune@0.2"
+
+
+def _config(**overrides):
+    kwargs = dict(
+        model_id="tiny",
+        model_revision="a" * 64,
+        dataset_id="speechprune/spiral",
+        dataset_revision="b" * 40,
+        audio_source="espeak-ng",
+        pruning={"methods": ["speechprune"], "rates": [0.2, 0.4]},
+        seeds={"pruning_seed": 0},
+    )
+    kwargs.update(overrides)
+    return make_config(**kwargs)
+
+
+def test_build_and_write_results_round_trip(tmp_path):
+    records = _records()
+    doc = build_results(records, config=_config(), dataset_sizes={"spiral": 1012})
+    assert set(doc) >= {"results", "configs", "n-samples", "config", "versions", "git_hash", "date", "samples_file"}
+    assert doc["n-samples"]["spiral"] == {"original": 1012, "effective": 40}
+    assert doc["n-samples"]["spiral_h"] == {"original": 20, "effective": 20}
+    assert doc["versions"]["evaluate"] and doc["versions"]["python"]
+    assert doc["config"]["model"]["revision"] == "a" * 64
+    assert doc["results"] == aggregate(records)
+    path = write_results(tmp_path / "out" / "results.json", doc)
+    assert read_results(path) == json.loads(json.dumps(doc))
+    assert samples_path(path, doc) == tmp_path / "out" / "samples.jsonl"
+
+
+def test_make_config_and_build_results_validate():
+    with pytest.raises(ValueError, match="audio_source"):
+        _config(audio_source="festival")
+    with pytest.raises(ValueError, match="scoring"):
+        _config(scoring="vibes")
+    records = _records(n=4, configs=("spiral",))
+    records[0]["audio_source"] = "authors"
+    with pytest.raises(ValueError, match="config says"):
+        build_results(records, config=_config())
+
+
+def test_write_results_is_atomic_and_writes_no_nan(tmp_path):
+    path = tmp_path / "results.json"
+    write_results(path, {"results": {"x": float("nan")}, "ok": 1})
+    assert json.loads(path.read_text()) == {"results": {"x": None}, "ok": 1}
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        write_results(path, {"results": {}, "bad": object()})
+    assert path.read_bytes() == before  # the old file survives a failed write
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]  # no temporary left behind
+
+
+def test_read_records_drops_a_truncated_last_line(tmp_path, caplog):
+    path = tmp_path / "samples.jsonl"
+    lines = [json.dumps({"id": i, "x": "é"}) for i in range(3)]
+    path.write_bytes(("\n".join(lines) + "\n").encode() + lines[0].encode()[:-4])
+    with caplog.at_level(logging.WARNING):
+        assert [r["id"] for r in read_records(path)] == [0, 1, 2]
+    assert "truncated" in caplog.text
+    path.write_text("\n".join(lines))  # a complete last line without its newline is kept
+    assert len(read_records(path)) == 3
+    path.write_text(lines[0] + "\n{broken\n" + lines[1] + "\n")
+    with pytest.raises(ValueError, match="line 2"):
+        read_records(path)
+    path.write_text("[1, 2]\n")
+    with pytest.raises(ValueError, match="JSON object"):
+        read_records(path)
+
+
+def test_append_records_repairs_a_killed_write(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    append_records(path, [{"id": "a"}, {"id": "b"}])
+    with open(path, "ab") as handle:
+        handle.write(b'{"id": "c", "par')  # killed mid-record
+    append_records(path, [{"id": "c"}, {"id": "d"}])
+    assert [r["id"] for r in read_records(path)] == ["a", "b", "c", "d"]
+
+
+def _independent_hash(
+    root: Path, skip=(".git", ".gitattributes", ".eval_results", ".cache", "__pycache__", "README.md")
+):
+    files = sorted(
+        p for p in root.rglob("*") if p.is_file() and not any(part in skip for part in p.relative_to(root).parts)
+    )
+    h = hashlib.sha256()
+    for p in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest() + b"\n")
+    return h.hexdigest()
+
+
+def test_content_hash(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    (repo / "config.json").write_text('{"a": 1}')
+    (repo / "sub" / "weights.bin").write_bytes(bytes(range(256)) * 10)
+    first = content_hash(repo)
+    assert re.fullmatch(r"[0-9a-f]{64}", first) and is_pinned(first)
+    assert first == _independent_hash(repo)
+    # publishing results (card, .eval_results) and git metadata leave the hash alone
+    (repo / "README.md").write_text("---\nlicense: mit\n---\n")
+    (repo / ".eval_results").mkdir()
+    (repo / ".eval_results" / "spiral.yaml").write_text("- value: 1\n")
+    (repo / ".git").mkdir()
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    assert content_hash(repo) == first
+    # a snapshot made of symlinks hashes like the files
+    snapshot = tmp_path / "snapshot"
+    (snapshot / "sub").mkdir(parents=True)
+    (snapshot / "config.json").symlink_to(repo / "config.json")
+    (snapshot / "sub" / "weights.bin").symlink_to(repo / "sub" / "weights.bin")
+    assert content_hash(snapshot) == first
+    # content and names both count
+    (repo / "config.json").write_text('{"a": 2}')
+    assert content_hash(repo) != first
+    (repo / "config.json").write_text('{"a": 1}')
+    (repo / "sub" / "weights.bin").rename(repo / "sub" / "weights2.bin")
+    assert content_hash(repo) != first
+    with pytest.raises(ValueError, match="not a directory"):
+        content_hash(repo / "config.json")
+
+
+def test_is_pinned_and_git_hash(tmp_path):
+    assert not is_pinned("main") and not is_pinned("v1.0") and not is_pinned(None) and not is_pinned("A" * 40)
+    assert is_pinned("0123456789abcdef0123456789abcdef01234567")
+    assert git_hash(tmp_path) is None
+    here = git_hash()
+    assert here is None or re.fullmatch(r"[0-9a-f]{40}", here)
