@@ -95,7 +95,8 @@ def parse_result_key(key: str) -> tuple[str, float | None]:
     return method, (float(rate) if sep else None)
 
 
-def _key_order(key: str) -> tuple:
+def key_order(key: str) -> tuple:
+    """Sort key of result keys: table order of methods, the rate-less reference first, then by rate."""
     method, rate = parse_result_key(key)
     rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
     return (rank, method, -1.0 if rate is None else rate)
@@ -212,7 +213,7 @@ def aggregate(records: Iterable[dict], circular: bool | None = None) -> dict[str
     for record in records:
         groups[record["config"]][result_key(record["method"], record["rate"])].append(record)
     return {
-        config: {key: _summarize(by_key[key], circular) for key in sorted(by_key, key=_key_order)}
+        config: {key: _summarize(by_key[key], circular) for key in sorted(by_key, key=key_order)}
         for config, by_key in sorted(groups.items())
     }
 
@@ -484,6 +485,7 @@ __all__ = [
     "content_hash",
     "git_hash",
     "is_pinned",
+    "key_order",
     "make_config",
     "package_versions",
     "parse_result_key",
