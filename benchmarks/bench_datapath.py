@@ -1,0 +1,238 @@
+"""Data path throughput: decode (24 kHz FLAC/WAV) -> resample to 16 kHz -> log-mel, long audio vs stock.
+
+The long-audio path turns a 90 s recording into three 30 s windows of Whisper features; the stock
+path turns a 30 s clip into one. Both decode with TorchCodec, resampling inside the decoder
+(``AudioDecoder(..., sample_rate=16000)``, FFmpeg's resampler), and extract features with
+``WhisperFeatureExtractor`` (128 mel bins). The processor rows add the tokenizer: the project's
+``SpeechPruneProcessor`` on the 90 s recordings against the stock ``Qwen2AudioProcessor`` on the
+30 s clips, each with the SPIRAL prompt.
+
+Throughput is measured the way a data loader runs: a pool of ``--workers`` processes with one
+torch thread each, over the same amount of audio for both paths (the 30 s clips are the thirds
+of the 90 s recordings), repeated and interleaved; medians are reported.
+
+Recordings are espeak-ng speech (synthetic tones where espeak-ng is missing), written at 24 kHz
+like SPIRAL's FLAC.
+
+Usage::
+
+    python benchmarks/bench_datapath.py                   # FLAC, 2 workers, 5 repeats
+    python benchmarks/bench_datapath.py --format wav
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+SOURCE_RATE = 24000  # SPIRAL's storage rate
+MODEL_RATE = 16000
+WINDOW_SECONDS = 30
+QUESTION = "What did the speaker say about the new schedule for the project review?"
+CHOICES = ["It moves to Tuesday", "It was cancelled", "It stays on Friday", "It needs a new room"]
+
+_SENTENCES = [
+    "The lecture explains how the nervous system processes information and drives behaviour.",
+    "In the meeting, the team discussed the budget, the schedule and the new product launch.",
+    "During the conversation, two friends talk about travel, food, music and the weather.",
+    "The speaker mentions that the results were presented at a conference earlier this year.",
+    "We should schedule the review for next Tuesday and invite the design team.",
+]
+
+
+def _speech(seconds: float, seed: int) -> np.ndarray:
+    """``seconds`` of espeak-ng speech at 24 kHz (looped), or a synthetic stand-in without espeak-ng."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SOURCE_RATE)
+    if shutil.which("espeak-ng") is None:
+        t = np.arange(n) / SOURCE_RATE
+        tone = np.sin(2 * np.pi * (150 + 100 * np.sin(2 * np.pi * 0.3 * t)) * t)
+        return (0.3 * tone * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(n)).astype(
+            np.float32
+        )
+    from torchcodec.decoders import AudioDecoder
+
+    text = " ".join(rng.permutation(_SENTENCES).tolist() * 3)
+    voice = ["en-us", "en-gb", "en-us+f3", "en-gb+m3"][seed % 4]
+    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "--stdout", text], capture_output=True, check=True)
+    speech = AudioDecoder(wav.stdout, sample_rate=SOURCE_RATE).get_all_samples().data[0].numpy()
+    reps = int(np.ceil(n / len(speech)))
+    return np.tile(speech, reps)[:n].astype(np.float32)
+
+
+def make_recordings(folder: Path, count: int, seconds: float, fmt: str) -> tuple[list[Path], list[Path]]:
+    """``count`` long recordings of ``seconds`` and their consecutive 30 s clips, as 16-bit files."""
+    longs, clips = [], []
+    per_clip = WINDOW_SECONDS * SOURCE_RATE
+    for i in range(count):
+        wave = _speech(seconds, seed=i)
+        path = folder / f"long_{i}.{fmt}"
+        sf.write(path, wave, SOURCE_RATE, subtype="PCM_16")
+        longs.append(path)
+        for j in range(0, len(wave) - per_clip + 1, per_clip):
+            clip = folder / f"clip_{i}_{j // per_clip}.{fmt}"
+            sf.write(clip, wave[j : j + per_clip], SOURCE_RATE, subtype="PCM_16")
+            clips.append(clip)
+    return longs, clips
+
+
+# ---- worker side: one torch thread per process, tools built once per process ----
+
+_TOOLS: dict = {}
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from transformers import WhisperFeatureExtractor
+
+    from speechprune.testing import tiny_processor
+
+    stock = tiny_processor()
+    _TOOLS["fe"] = WhisperFeatureExtractor(
+        feature_size=128, sampling_rate=MODEL_RATE, hop_length=160, chunk_length=WINDOW_SECONDS, n_fft=400
+    )
+    _TOOLS["stock"] = stock
+    _TOOLS["stock_prompt"] = (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "Audio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n"
+        + "\n".join([QUESTION, *[f"{letter}. {c}" for letter, c in zip("ABCD", CHOICES)]])
+        + "\nAnswer with the letter of the correct option.<|im_end|>\n<|im_start|>assistant\n"
+    )
+    try:
+        from speechprune.modeling.processing_speechprune import SpeechPruneProcessor
+    except ImportError:
+        return
+    long_proc = SpeechPruneProcessor(feature_extractor=stock.feature_extractor, tokenizer=stock.tokenizer)
+    _TOOLS["long"] = long_proc
+    _TOOLS["long_prompt"] = long_proc.spiral_prompt(QUESTION, CHOICES)
+
+
+def _decode(path: str) -> np.ndarray:
+    from torchcodec.decoders import AudioDecoder
+
+    data = Path(path).read_bytes()  # like datasets, which hands the decoder the stored bytes
+    return AudioDecoder(data, sample_rate=MODEL_RATE).get_all_samples().data[0].numpy()
+
+
+def _windows(wave: np.ndarray) -> list[np.ndarray]:
+    size = WINDOW_SECONDS * MODEL_RATE
+    return [wave[i : i + size] for i in range(0, len(wave), size)]
+
+
+def task_decode(path: str) -> int:
+    return len(_decode(path))
+
+
+def task_features(path: str) -> int:
+    """Decode + resample + Whisper features of every 30 s window (1 for a clip, 3 for 90 s)."""
+    feats = _TOOLS["fe"](_windows(_decode(path)), sampling_rate=MODEL_RATE, return_tensors="np")
+    return feats["input_features"].shape[0]
+
+
+def task_stock_processor(path: str) -> int:
+    out = _TOOLS["stock"](
+        text=[_TOOLS["stock_prompt"]], audio=[_decode(path)], sampling_rate=MODEL_RATE, return_tensors="pt"
+    )
+    return out["input_features"].shape[0]
+
+
+def task_long_processor(path: str) -> int:
+    out = _TOOLS["long"](
+        text=[_TOOLS["long_prompt"]], audio=[_decode(path)], sampling_rate=MODEL_RATE, return_tensors="pt"
+    )
+    return out["input_features"].shape[0]
+
+
+def _has_long_processor() -> bool:
+    return bool(_TOOLS.get("long"))
+
+
+# ---- driver ----
+
+
+def _throughput(pool, task, paths: list[str]) -> float:
+    start = time.perf_counter()
+    pool.map(task, paths, chunksize=1)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--format", default="flac", choices=["flac", "wav"], help="storage format (24 kHz, 16 bit)")
+    parser.add_argument("--recordings", type=int, default=8, help="long recordings per repeat (default 8)")
+    parser.add_argument("--seconds", type=float, default=90.0, help="length of a long recording (default 90)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes, one torch thread each (default 2)")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.recordings < 1 or args.workers < 1 or args.repeats < 1:
+        parser.error("--recordings, --workers and --repeats must be at least 1")
+    if args.seconds < WINDOW_SECONDS:
+        parser.error(f"--seconds must be at least {WINDOW_SECONDS}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        longs, clips = make_recordings(Path(tmp), args.recordings, args.seconds, args.format)
+        longs, clips = [str(p) for p in longs], [str(p) for p in clips]
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(args.workers, initializer=_init_worker) as pool:
+            has_long = all(pool.map(_probe, range(args.workers)))
+            cases = {
+                "decode + resample": (task_decode, task_decode),
+                "+ features": (task_features, task_features),
+            }
+            if has_long:
+                cases["processor (long vs stock)"] = (task_long_processor, task_stock_processor)
+            runs = [
+                (name, side, fn, paths)
+                for name, fns in cases.items()
+                for side, fn, paths in (("long", fns[0], longs), ("stock", fns[1], clips))
+            ]
+            for _, _, fn, paths in runs:  # warm-up: imports, FFmpeg, FFT plans
+                pool.map(fn, paths[: args.workers], chunksize=1)
+            times: dict[tuple[str, str], list[float]] = {(name, side): [] for name, side, _, _ in runs}
+            for rep in range(args.repeats):
+                order = runs if rep % 2 == 0 else runs[::-1]
+                for name, side, fn, paths in order:
+                    times[(name, side)].append(_throughput(pool, fn, paths))
+
+    long_seconds = args.seconds * len(longs)
+    clip_seconds = WINDOW_SECONDS * len(clips)
+    print(
+        f"{len(longs)} x {args.seconds:g} s recordings vs {len(clips)} x {WINDOW_SECONDS} s clips, "
+        f"{args.format.upper()} at {SOURCE_RATE} Hz -> {MODEL_RATE} Hz; {args.workers} workers x 1 thread; "
+        f"{args.repeats} repeats, medians"
+    )
+    if not has_long:
+        print("(SpeechPruneProcessor not importable: processor rows left out)")
+    print()
+    print(
+        "| stage | long: recordings/s | long: ms per audio s | stock: 30 s clips/s | stock: ms per audio s "
+        "| long / stock per audio s |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name in cases:
+        t_long, t_stock = statistics.median(times[(name, "long")]), statistics.median(times[(name, "stock")])
+        per_long, per_stock = t_long / long_seconds, t_stock / clip_seconds
+        print(
+            f"| {name} | {len(longs) / t_long:.2f} | {1e3 * per_long:.2f} | {len(clips) / t_stock:.2f} "
+            f"| {1e3 * per_stock:.2f} | {per_long / per_stock:.3f} |"
+        )
+    return 0
+
+
+def _probe(_: int) -> bool:
+    return _has_long_processor()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,308 @@
+"""Prefill time of SpeechPrune against `original` and `full`, measured side by side in one run.
+
+Three measurements, each a ratio of medians over interleaved repeats (other work on the machine
+slows every case alike):
+
+1. LLM prefill alone, at the token counts of a 90 s recording: `full` = 2250 audio tokens,
+   `original` (= rate 0) = 750, and 600 / 450 / 300 / 150 at rates 0.2 .. 0.8, each plus the text
+   tokens. The FLOP ratio of the same model predicts each speedup; the table shows both.
+2. End to end against `original`: audio encoder (1 window for `original`, 3 for SpeechPrune),
+   projector, ``speechprune_select`` and prefill.
+3. End to end against `full`: 3 windows and a prefill of all 2250 tokens, no selection.
+
+On a CPU the default model is the Qwen2-Audio-7B shape scaled down (fewer layers, narrower
+widths, head width kept, vocabulary scaled so that the output head keeps its share of FLOPs) with
+the real token counts. ``--device cuda`` runs the real 7B shape in bf16 with random weights and
+adds peak activation memory from CUDA statistics. Weights are random: speed does not depend on
+their values.
+
+Usage::
+
+    python benchmarks/bench_prefill.py                    # CPU, scaled model, 5 repeats
+    python benchmarks/bench_prefill.py --device cuda      # one GPU, the real 7B shape in bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+
+import torch
+from transformers import Qwen2AudioConfig, Qwen2AudioEncoder, Qwen2ForCausalLM
+
+from speechprune.evaluation.efficiency import (
+    QWEN2_AUDIO_7B_CONFIG,
+    activation_memory_estimate,
+    audio_encoder_flops,
+    llm_prefill_flops,
+)
+
+RATES = (0.0, 0.2, 0.4, 0.6, 0.8)
+WINDOW_TOKENS = 750  # one 30 s window
+WINDOWS = 3  # a 90 s recording
+
+
+def scaled_config(layer_factor: float, width_factor: float) -> Qwen2AudioConfig:
+    """The 7B fixture with ``layer_factor`` of its layers and ``width_factor`` of its widths.
+
+    Head widths stay real (128 text, 64 audio): the number of heads shrinks instead. The
+    vocabulary shrinks by both factors, so that the output head's share of per-token FLOPs stays
+    what it is in the 7B model (about 9%). Audio geometry (128 mel bins, 1500 positions) is real.
+    """
+    data = {k: v for k, v in json.loads(QWEN2_AUDIO_7B_CONFIG.read_text()).items() if not k.startswith("_")}
+    data = copy.deepcopy(data)
+    text, audio = data["text_config"], data["audio_config"]
+
+    def scale(value: int, factor: float, multiple: int = 1) -> int:
+        return max(multiple, round(value * factor / multiple) * multiple)
+
+    if (layer_factor, width_factor) != (1.0, 1.0):
+        text_head = text["hidden_size"] // text["num_attention_heads"]
+        audio_head = audio["d_model"] // audio["encoder_attention_heads"]
+        text["num_attention_heads"] = scale(text["num_attention_heads"], width_factor)
+        text["num_key_value_heads"] = scale(text["num_key_value_heads"], width_factor)
+        text["hidden_size"] = text["num_attention_heads"] * text_head
+        text["intermediate_size"] = scale(text["intermediate_size"], width_factor, 8)
+        text["vocab_size"] = scale(text["vocab_size"], width_factor * layer_factor, 8)
+        text["num_hidden_layers"] = scale(text["num_hidden_layers"], layer_factor)
+        text["bos_token_id"] = text["eos_token_id"] = None  # the real ids lie outside the scaled vocabulary
+        audio["encoder_attention_heads"] = scale(audio["encoder_attention_heads"], width_factor)
+        audio["d_model"] = audio["encoder_attention_heads"] * audio_head
+        audio["encoder_ffn_dim"] = scale(audio["encoder_ffn_dim"], width_factor, 8)
+        audio["encoder_layers"] = scale(audio["encoder_layers"], layer_factor)
+    return Qwen2AudioConfig(**data)
+
+
+class Pipeline:
+    """Random-weight encoder, projector and language model of one config, on one device."""
+
+    def __init__(self, config: Qwen2AudioConfig, device: str, dtype: torch.dtype, logits: str, seed: int = 0):
+        self.config, self.device, self.dtype = config, torch.device(device), dtype
+        self.logits_to_keep = 0 if logits == "all" else 1
+        text, audio = config.text_config, config.audio_config
+        text._attn_implementation = "sdpa"
+        audio._attn_implementation = "sdpa"
+        torch.manual_seed(seed)
+        with self.device:
+            self.lm = Qwen2ForCausalLM(text).to(dtype).eval()
+            self.encoder = Qwen2AudioEncoder(audio).to(dtype).eval()
+            self.projector = torch.nn.Linear(audio.d_model, text.hidden_size).to(dtype)
+        frames = audio.max_source_positions * 2  # conv2 halves 3000 mel frames to 1500
+        self.features = torch.randn(WINDOWS, audio.num_mel_bins, frames, device=self.device, dtype=dtype)
+        self.text = torch.randn(1, 256, text.hidden_size, device=self.device, dtype=dtype)
+        attn = self.lm.model.layers[0].self_attn
+        self.q_weight, self.k_weight = attn.q_proj.weight, attn.k_proj.weight
+        self.head_dim = attn.head_dim
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def prefill(self, audio: torch.Tensor, text_tokens: int) -> torch.Tensor:
+        """One prefill over ``audio`` rows (n, H) followed by ``text_tokens`` text rows."""
+        embeds = torch.cat([audio[None], self.text[:, :text_tokens]], dim=1)
+        return self.lm(inputs_embeds=embeds, use_cache=True, logits_to_keep=self.logits_to_keep).logits
+
+    def encode(self, windows: int) -> torch.Tensor:
+        """Encoder + projector over ``windows`` 30 s windows -> (windows * 750, H) audio rows."""
+        hidden = self.encoder(self.features[:windows]).last_hidden_state
+        return self.projector(hidden).reshape(-1, self.config.text_config.hidden_size)
+
+    def select(self, audio: torch.Tensor, rate: float, query_tokens: int) -> torch.Tensor:
+        from speechprune.modeling.pruning import speechprune_select
+
+        query = self.text[0, :query_tokens]
+        kept = speechprune_select(audio, query, self.q_weight, self.k_weight, rate, head_dim=self.head_dim)
+        return audio[kept.to(audio.device)]
+
+
+def _time(fn, pipe: Pipeline) -> float:
+    pipe.sync()
+    start = time.perf_counter()
+    with torch.no_grad():
+        fn()
+    pipe.sync()
+    return time.perf_counter() - start
+
+
+def _peak_bytes(fn, pipe: Pipeline) -> int | None:
+    """Peak CUDA memory above what was allocated before ``fn`` (weights, inputs): activations."""
+    if pipe.device.type != "cuda":
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    with torch.no_grad():
+        fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+def _cases(pipe: Pipeline, text_tokens: int, query_tokens: int) -> dict[str, tuple]:
+    """name -> (callable, group). Groups: "llm" (prefill only) and "e2e" (encoder .. prefill)."""
+    audio_rows = torch.randn(WINDOWS * WINDOW_TOKENS, pipe.config.text_config.hidden_size, dtype=pipe.dtype)
+    audio_rows = audio_rows.to(pipe.device)
+    cases: dict[str, tuple] = {"llm/full": (lambda: pipe.prefill(audio_rows, text_tokens), "llm")}
+    for rate in RATES:
+        n = round(WINDOW_TOKENS * (1 - rate))
+        cases[f"llm/{rate}"] = (lambda n=n: pipe.prefill(audio_rows[:n], text_tokens), "llm")
+    cases["e2e/original"] = (lambda: pipe.prefill(pipe.encode(1)[:WINDOW_TOKENS], text_tokens), "e2e")
+    cases["e2e/full"] = (lambda: pipe.prefill(pipe.encode(WINDOWS), text_tokens), "e2e")
+    for rate in RATES:
+
+        def e2e(rate=rate):
+            return pipe.prefill(pipe.select(pipe.encode(WINDOWS), rate, query_tokens), text_tokens)
+
+        cases[f"e2e/{rate}"] = (e2e, "e2e")
+    return cases
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = args.device
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    config = scaled_config(args.layer_factor, args.width_factor)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pipe = Pipeline(config, device, dtype, args.logits)
+    cases = _cases(pipe, args.text_tokens, args.query_tokens)
+    names = list(cases)
+    for name in names:  # warm-up: allocator, kernels, lazy init
+        _time(cases[name][0], pipe)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for rep in range(args.repeats):
+        # Interleave and rotate the order, so that load from other processes hits every case alike.
+        order = names[rep % len(names) :] + names[: rep % len(names)]
+        for name in order:
+            times[name].append(_time(cases[name][0], pipe))
+    peaks = {name: _peak_bytes(cases[name][0], pipe) for name in names if name.startswith("llm/")}
+    return {"config": config, "times": times, "peaks": peaks, "pipe": pipe}
+
+
+def _llm_tokens(name: str, text_tokens: int) -> int:
+    key = name.split("/")[1]
+    audio = WINDOWS * WINDOW_TOKENS if key == "full" else round(WINDOW_TOKENS * (1 - float(key)))
+    return audio + text_tokens
+
+
+def _transient(estimate: dict) -> int:
+    return estimate["total"] - estimate["kv_cache"]
+
+
+def report(args: argparse.Namespace, result: dict) -> str:
+    config, times = result["config"], result["times"]
+    med = {name: statistics.median(values) for name, values in times.items()}
+    text = config.text_config
+    lines = [
+        f"device: {args.device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        if args.device == "cpu"
+        else f"device: {torch.cuda.get_device_name()}",
+        f"model: text {text.num_hidden_layers} layers x {text.hidden_size} (mlp {text.intermediate_size}, "
+        f"vocab {text.vocab_size}), audio {config.audio_config.encoder_layers} layers x "
+        f"{config.audio_config.d_model}; dtype {args.dtype}; logits at {args.logits} positions; "
+        f"{args.repeats} repeats, medians",
+        "",
+        "LLM prefill (audio + text tokens), speedup against `original` (= rate 0, 750 audio tokens):",
+        "",
+        "| case | tokens | median ms | speedup | FLOP-predicted | measured / predicted | time cut |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def flops(name: str) -> int:
+        return llm_prefill_flops(config, _llm_tokens(name, args.text_tokens), logits=args.logits)
+
+    base = "llm/0.0"
+    for name in ["llm/full", *[f"llm/{r}" for r in RATES]]:
+        speed, predicted = med[base] / med[name], flops(base) / flops(name)
+        label = "full" if name == "llm/full" else ("original / 0.0" if name == base else name.split("/")[1])
+        lines.append(
+            f"| {label} | {_llm_tokens(name, args.text_tokens)} | {1e3 * med[name]:.1f} | {speed:.2f}x | "
+            f"{predicted:.2f}x | {speed / predicted:.2f} | {100 * (1 - med[name] / med[base]):.0f}% |"
+        )
+
+    def e2e_flops(name: str) -> int:
+        key = name.split("/")[1]
+        windows = 1 if key == "original" else WINDOWS
+        llm_name = "llm/0.0" if key == "original" else ("llm/full" if key == "full" else f"llm/{key}")
+        return audio_encoder_flops(config, windows) + flops(llm_name)
+
+    for ref in ("original", "full"):
+        lines += [
+            "",
+            f"End to end (encoder + projector + selection + prefill), speedup against `{ref}`:",
+            "",
+            "| case | windows | median ms | speedup | FLOP-predicted (selection excluded) |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name in [f"e2e/{ref}", *[f"e2e/{r}" for r in RATES]]:
+            windows = 1 if name == "e2e/original" else WINDOWS
+            label = name.split("/")[1] if name == f"e2e/{ref}" else f"speechprune {name.split('/')[1]}"
+            lines.append(
+                f"| {label} | {windows} | {1e3 * med[name]:.1f} | {med[f'e2e/{ref}'] / med[name]:.2f}x | "
+                f"{e2e_flops(f'e2e/{ref}') / e2e_flops(name):.2f}x |"
+            )
+
+    lines += ["", "Activation memory of the LLM prefill, rate 0.8 against `original`:", ""]
+    peaks = result["peaks"]
+    if peaks.get(base) is not None:
+        cut = 1 - peaks["llm/0.8"] / peaks[base]
+        lines.append(
+            f"measured (CUDA peak above weights): original {peaks[base] / 2**30:.3f} GiB, "
+            f"rate 0.8 {peaks['llm/0.8'] / 2**30:.3f} GiB, cut {100 * cut:.0f}% (paper: 79%)"
+        )
+    real = Qwen2AudioConfig(**json.loads(QWEN2_AUDIO_7B_CONFIG.read_text()))
+    orig = activation_memory_estimate(real, _llm_tokens(base, args.text_tokens))
+    pruned = activation_memory_estimate(real, _llm_tokens("llm/0.8", args.text_tokens))
+    lines.append(
+        f"ESTIMATE for the 7B architecture in bf16 (analytic, not measured): original {orig['total'] / 1e9:.3f} GB, "
+        f"rate 0.8 {pruned['total'] / 1e9:.3f} GB, cut {100 * (1 - pruned['total'] / orig['total']):.0f}% "
+        f"(without the KV cache: {100 * (1 - _transient(pruned) / _transient(orig)):.0f}%)"
+    )
+    spread = {name: (min(v), max(v)) for name, v in times.items()}
+    worst = max(spread, key=lambda n: spread[n][1] / spread[n][0])
+    lines += ["", f"largest spread: {worst} {spread[worst][0] * 1e3:.1f} .. {spread[worst][1] * 1e3:.1f} ms"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "float16"],
+        help="default: float32 on cpu, bfloat16 on cuda",
+    )
+    parser.add_argument(
+        "--layer-factor", type=float, default=None, help="share of the 7B's layers (default 0.125 on cpu, 1 on cuda)"
+    )
+    parser.add_argument(
+        "--width-factor", type=float, default=None, help="share of the 7B's widths (default 0.25 on cpu, 1 on cuda)"
+    )
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--text-tokens", type=int, default=112, help="text tokens after the audio (paper: 112)")
+    parser.add_argument("--query-tokens", type=int, default=60, help="query rows for phase 1 (question + choices)")
+    parser.add_argument(
+        "--logits",
+        default="all",
+        choices=["all", "last"],
+        help="output head at every position (as the FLOP count) or the last only",
+    )
+    args = parser.parse_args(argv)
+    on_gpu = args.device.startswith("cuda")
+    args.dtype = args.dtype or ("bfloat16" if on_gpu else "float32")
+    args.layer_factor = args.layer_factor or (1.0 if on_gpu else 0.125)
+    args.width_factor = args.width_factor or (1.0 if on_gpu else 0.25)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    result = run(args)
+    print(report(args, result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
