@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class SpiralRecord:
     audio_files: tuple[str, ...]
     audio_folder: str
     language: str | None = None
+    line: int = 0  # 1-based line in the annotations file, for messages
 
     @property
     def sentence_speakers(self) -> tuple[str, ...]:
@@ -266,5 +268,5 @@ def read_annotations(path: str | Path, limit: int | None = None) -> tuple[list[S
                 rejects.append({"line": line_no, "id": record_id, "reason": str(err)})
                 continue
             seen[record.id] = line_no
-            records.append(record)
+            records.append(dataclasses.replace(record, line=line_no))
     return records, rejects

@@ -75,7 +75,11 @@ def shard_name(index: int, count: int) -> str:
 
 
 def shard_ranges(num_rows: int, rows_per_shard: int) -> list[range]:
-    """Row ranges of the shards: consecutive, ``rows_per_shard`` each, the last one shorter."""
+    """Row ranges of the shards: consecutive, ``rows_per_shard`` each, the last one shorter.
+
+    >>> shard_ranges(5, 2)
+    [range(0, 2), range(2, 4), range(4, 5)]
+    """
     if rows_per_shard < 1:
         raise ValueError(f"rows_per_shard must be >= 1, got {rows_per_shard}")
     return [range(start, min(start + rows_per_shard, num_rows)) for start in range(0, num_rows, rows_per_shard)]

@@ -123,9 +123,9 @@ class EspeakEngine(TTSEngine):
             )
         self.binary = resolved
         self.words_per_minute = words_per_minute
-        self.version = subprocess.run(
-            [self.binary, "--version"], capture_output=True, text=True, check=True
-        ).stdout.strip()
+        banner = subprocess.run([self.binary, "--version"], capture_output=True, text=True, check=True).stdout
+        # "eSpeak NG text-to-speech: 1.51  Data at: ..." -> "espeak-ng 1.51"
+        self.version = "espeak-ng " + banner.split(":", 1)[-1].split()[0] if ":" in banner else banner.strip()
 
     def voices(self, record: SpiralRecord) -> dict[str, str]:
         language = record.language or "en-us"
