@@ -5,6 +5,8 @@ from __future__ import annotations
 import doctest
 import math
 import random
+import subprocess
+import sys
 
 import evaluate
 import pytest
@@ -164,3 +166,14 @@ def test_single_question_has_no_stderr(metric):
 def test_clear_errors(metric, kwargs, message):
     with pytest.raises(ValueError, match=message):
         metric.compute(**kwargs)
+
+
+def test_parser_import_does_not_load_evaluate():
+    # the runner, `speechprune submit` and the report import the parser and statistics without evaluate's cost
+    code = (
+        "import sys; import speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy as m; "
+        "import speechprune.evaluation.results; assert m.parse_answer('B.') == 'B'; "
+        "assert 'evaluate' not in sys.modules, 'evaluate was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert issubclass(module.SpiralAccuracy, evaluate.Metric)

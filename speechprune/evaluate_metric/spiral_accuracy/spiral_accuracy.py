@@ -4,18 +4,21 @@ This file is an `evaluate` module: ``evaluate.load("path/to/spiral_accuracy")`` 
 evaluate's module cache, so it imports nothing but the standard library, ``evaluate`` and ``datasets``.
 The same file is importable as ``speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy``; the
 evaluation runner takes :func:`parse_answer` from there, so one function parses answers everywhere.
+
+``import evaluate`` costs seconds (it loads transformers' pipelines), and the parser and the statistics
+need none of it. So the ``SpiralAccuracy`` class is defined as soon as ``evaluate`` is already imported
+(always the case under ``evaluate.load``, which looks for the class in this module's namespace), and
+otherwise on first access of ``SpiralAccuracy``.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
-
-import datasets
-import evaluate
 
 LETTERS = ("A", "B", "C", "D")
 
@@ -268,18 +271,37 @@ def compute_spiral_accuracy(
     return result
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class SpiralAccuracy(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-            reference_urls=["https://arxiv.org/abs/2412.12009"],
-        )
+def _define_metric_class():
+    import datasets
+    import evaluate
 
-    def _compute(self, predictions, references, choices=None, categories=None, ids=None):
-        return compute_spiral_accuracy(predictions, references, choices=choices, categories=categories, ids=ids)
+    @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+    class SpiralAccuracy(evaluate.Metric):
+        def _info(self):
+            return evaluate.MetricInfo(
+                description=_DESCRIPTION,
+                citation=_CITATION,
+                inputs_description=_KWARGS_DESCRIPTION,
+                features=datasets.Features(
+                    {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+                ),
+                reference_urls=["https://arxiv.org/abs/2412.12009"],
+            )
+
+        def _compute(self, predictions, references, choices=None, categories=None, ids=None):
+            return compute_spiral_accuracy(predictions, references, choices=choices, categories=categories, ids=ids)
+
+    SpiralAccuracy.__module__ = __name__
+    SpiralAccuracy.__qualname__ = "SpiralAccuracy"
+    return SpiralAccuracy
+
+
+def __getattr__(name: str):
+    if name == "SpiralAccuracy":
+        globals()[name] = _define_metric_class()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if "evaluate" in sys.modules:
+    SpiralAccuracy = _define_metric_class()
