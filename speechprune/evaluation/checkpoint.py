@@ -102,22 +102,16 @@ def repair_tail(path: Path) -> bool:
 
 
 def load_records(output: Path) -> list[dict]:
-    """Every record in ``output/records/*.jsonl``, file by file in name order.
+    """Every record in ``output/records/rank-*.jsonl``, file by file in name order.
 
-    Raises:
-        ValueError: a line that is not JSON (run :func:`repair_tail` first after a kill).
+    Run :func:`repair_tail` first after a kill: a bad line other than a cut-short last one raises
+    ``ValueError`` (:func:`speechprune.evaluation.results.read_records`).
     """
-    records = []
-    for path in sorted((Path(output) / RECORDS_DIR).glob("rank-*.jsonl")):
-        with path.open() as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except ValueError as err:
-                    raise ValueError(f"{path}:{number}: not a JSON record ({err})") from err
-    return records
+    from speechprune.evaluation.results import read_records
+
+    return [
+        record for path in sorted((Path(output) / RECORDS_DIR).glob("rank-*.jsonl")) for record in read_records(path)
+    ]
 
 
 class RecordLog:

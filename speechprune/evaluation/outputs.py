@@ -1,0 +1,122 @@
+"""What a finished run writes beside its ``samples.jsonl``.
+
+- ``results.json``: lm-evaluation-harness shape (:func:`results.build_results`), with the
+  model revision, dataset revision and fingerprint, audio source and what each cost column
+  measured (``config.measurements``).
+- ``table.md``: the Table-1-style table (:func:`report.results_table`) and footnotes saying
+  which columns are measurements on this machine and which are computed.
+- ``accuracy.png``, ``cost.png`` (:mod:`speechprune.evaluation.report`).
+- ``pruning_map/<id>.png``: for a few samples, which audio tokens every variant kept, with
+  the key sentence shaded.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from speechprune.evaluation import report, results
+
+TINY_NOTE = (
+    "The tiny model has random weights: its accuracy is meaningless (chance level or a letter bias); "
+    "it only shows that the pipeline runs."
+)
+
+
+def measurements(device: str, flops_architecture: str, batch_size: int, cuda: bool) -> dict:
+    """Plain words for what each cost column is, stored in results.json and printed under the table."""
+    return {
+        "llm_tflops": (
+            f"LLM prefill FLOPs (torch.utils.flop_counter, audio encoder excluded) of the {flops_architecture} "
+            "architecture at this run's token counts (text + kept audio tokens), mean per sample; computed, "
+            "not timed, so the same on any machine"
+        ),
+        "prefill_ms": (
+            f"wall time on {device} from the model call to the end of its first forward (audio encoder + "
+            f"selection + LLM prefill), per sample (batch size {batch_size}, batch time / batch size)"
+        ),
+        "memory": (
+            "torch.cuda.max_memory_allocated during the prefill (total) and that peak minus the memory allocated "
+            "before the call (activation), GiB"
+            if cuda
+            else "not measured: CUDA memory statistics do not exist on CPU (the columns show '-'); "
+            "activation_estimate_gb in the records is an analytic estimate (efficiency.activation_memory_estimate)"
+        ),
+    }
+
+
+def dataset_revision(dataset: str, revision: str | None) -> str | None:
+    """A local folder's content hash, or the Hub commit of a dataset (``None`` when offline)."""
+    if Path(dataset).is_dir():
+        return results.content_hash(dataset)
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(dataset, revision=revision).sha
+    except Exception:  # offline, gated or private: the fingerprint still identifies the rows
+        return revision
+
+
+def write_run_outputs(output: Path, records: list[dict], config: dict, dataset_size: int, notes: list[str]) -> dict:
+    """Write results.json, table.md and the plots; return their paths by name."""
+    output = Path(output)
+    name = records[0]["config"]
+    document = results.build_results(records, config=config, dataset_sizes={name: dataset_size})
+    paths = {"results": results.write_results(output / "results.json", document)}
+    table = report.results_table(document)
+    footnotes = [f"- {key}: {text}" for key, text in config.get("measurements", {}).items()] + [
+        f"- {n}" for n in notes
+    ]
+    estimate = _estimate_lines(records)
+    paths["table"] = output / "table.md"
+    paths["table"].write_text(table + "\n" + "\n".join(footnotes + estimate) + "\n", encoding="utf-8")
+    paths["accuracy"] = report.plot_accuracy(document, output / "accuracy.png")
+    paths["cost"] = report.plot_cost(document, output / "cost.png")
+    return paths
+
+
+def _estimate_lines(records: list[dict]) -> list[str]:
+    """Per variant, the mean analytic activation estimate (only when memory was not measured)."""
+    if any(r.get("activation_memory_gb") is not None for r in records):
+        return []
+    by_key = defaultdict(list)
+    for r in records:
+        if r.get("activation_estimate_gb") is not None:
+            by_key[results.result_key(r["method"], r["rate"])].append(r["activation_estimate_gb"])
+    if not by_key:
+        return []
+    cells = ", ".join(
+        f"{k} {sum(v) / len(v):.3f}" for k, v in sorted(by_key.items(), key=lambda kv: results.key_order(kv[0]))
+    )
+    return [f"- analytic activation estimate, GiB (not a measurement): {cells}"]
+
+
+def write_pruning_maps(output: Path, records: list[dict], dataset) -> list[Path]:
+    """One image per sample that has ``kept_times`` records: a row per variant."""
+    by_id = defaultdict(list)
+    for r in records:
+        if r.get("kept_times") is not None:
+            by_id[r["id"]].append(r)
+    if not by_id:
+        return []
+    info = {row["id"]: row for row in dataset.select_columns(["id", "duration", "key_start", "key_end"])}
+    paths = []
+    for sample_id, rows in by_id.items():
+        meta = info[sample_id]
+        samples = [
+            {
+                "kept_times": r["kept_times"],
+                "duration": meta["duration"],
+                "key_start": meta["key_start"],
+                "key_end": meta["key_end"],
+                "label": results.result_key(r["method"], r["rate"]),
+                "num_audio_tokens": r["audio_tokens_before"],
+            }
+            for r in rows
+        ]
+        title = f"{sample_id}: kept audio tokens per method (key sentence shaded)"
+        paths.append(report.plot_pruning_map(Path(output) / "pruning_map" / f"{sample_id}.png", samples, title=title))
+    return paths
+
+
+__all__ = ["measurements", "dataset_revision", "write_run_outputs", "write_pruning_maps", "TINY_NOTE"]
