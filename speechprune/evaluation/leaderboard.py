@@ -1,0 +1,507 @@
+"""``speechprune submit``: publish a run's SPIRAL scores into a model repo, after checking they can be trusted.
+
+It writes ``.eval_results/spiral.yaml`` (the Hub's eval-results format, one :class:`EvalResultEntry` per
+task: ``spiral`` and ``spiral_h``) and the ``model-index`` of the repo's ``README.md`` (via
+:class:`~huggingface_hub.ModelCard`), and with ``--push`` uploads those two files.
+
+Before anything is written, five checks must pass (each failure is a :class:`SubmitError`, exit code 2):
+
+1. **pinned**: the model and dataset revisions in ``results.json`` are a commit sha (40 hex digits) or a
+   :func:`~speechprune.evaluation.results.content_hash` (64), never a branch such as ``main``;
+2. **no duplicates**: no two entries describe the same (dataset, task, setup), counting the entries
+   already in the repo (``--overwrite`` replaces those instead);
+3. **recomputable**: :func:`~speechprune.evaluation.results.aggregate` over the per-sample file next to
+   ``results.json`` gives the same accuracies, counts and invalid counts;
+4. **same model**: the model revision (or content hash) in ``results.json`` is the repo folder's content
+   hash, or its git ``HEAD`` when the folder is a clone;
+5. **one audio source**: the run and its records name one audio source (``espeak-ng``, ``styletts2`` or
+   ``authors``), the entry notes name it, and the repo holds no SPIRAL entries from another source.
+
+Example::
+
+    speechprune submit outputs/run/results.json --model-repo my-speechprune-model \\
+        --method speechprune --rate 0.2
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from huggingface_hub import EvalResultEntry, ModelCard, eval_result_entries_to_yaml, parse_eval_result_entries
+from huggingface_hub.repocard_data import EvalResult
+
+from speechprune.evaluation.results import (
+    AUDIO_SOURCES,
+    aggregate,
+    content_hash,
+    git_hash,
+    is_pinned,
+    parse_result_key,
+    read_records,
+    read_results,
+    result_key,
+    samples_path,
+)
+
+TASKS = ("spiral", "spiral_h")
+TASK_TITLES = {"spiral": "SPIRAL", "spiral_h": "SPIRAL-H"}
+EVAL_RESULTS_FILE = Path(".eval_results") / "spiral.yaml"
+# Notes fields that are measurements, not part of the setup an entry describes.
+MEASURED = ("n", "n_invalid", "stderr", "majority_baseline")
+CARD_START = "<!-- speechprune-spiral-results:start -->"
+CARD_END = "<!-- speechprune-spiral-results:end -->"
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_TOLERANCE = 1e-9
+_EPILOG = """\
+Writes MODEL_REPO/.eval_results/spiral.yaml (tasks spiral and spiral_h) and the model-index of
+MODEL_REPO/README.md. Nothing is written unless all five checks pass (exit code 2 otherwise):
+  1. pinned        model and dataset revisions are a commit sha or a content hash, not 'main'
+  2. no duplicates no (dataset, task, setup) twice, old entries included (--overwrite replaces them)
+  3. recomputable  samples.jsonl beside results.json reproduces every accuracy
+  4. same model    results' model revision / content hash is MODEL_REPO's content hash or git HEAD
+  5. audio source  one named source (espeak-ng, styletts2, authors), never mixed with the repo's entries
+--push uploads those two files (exit code 1 when the Hub cannot be reached; the local files stay)."""
+
+
+class SubmitError(ValueError):
+    """A check failed; nothing was written."""
+
+
+class PushError(RuntimeError):
+    """The upload failed; the local files were written."""
+
+
+@dataclass
+class Plan:
+    """What :func:`prepare` decided to write."""
+
+    key: str
+    dataset_id: str
+    audio_source: str
+    new: list[EvalResultEntry]
+    entries: list[EvalResultEntry]  # the whole file after the update: kept old entries, then the new ones
+
+
+def format_notes(fields: dict) -> str:
+    """``key=value; key=value`` (sorted setup first, then measurements), readable and parseable.
+
+    >>> format_notes({"method": "speechprune", "audio_source": "espeak-ng", "n": 3})
+    'audio_source=espeak-ng; method=speechprune; n=3'
+    """
+    setup = sorted(key for key in fields if key not in MEASURED)
+    measured = [key for key in MEASURED if key in fields]
+    return "; ".join(f"{key}={_text(fields[key])}" for key in setup + measured)
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def parse_notes(notes: str | None) -> dict[str, str]:
+    """Inverse of :func:`format_notes` (values stay strings); ``{}`` for notes not in that form."""
+    fields = {}
+    for part in (notes or "").split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep:
+            fields[key] = value
+    return fields
+
+
+def _setup(entry: EvalResultEntry) -> tuple:
+    notes = parse_notes(entry.notes)
+    return (entry.dataset_id, entry.task_id, tuple(sorted((k, v) for k, v in notes.items() if k not in MEASURED)))
+
+
+# ---- the five checks --------------------------------------------------------------------------------------
+
+
+def check_pinned(config: dict) -> None:
+    """Check 1: model and dataset revisions name fixed content."""
+    for what in ("model", "dataset"):
+        revision = (config.get(what) or {}).get("revision")
+        if not is_pinned(revision):
+            raise SubmitError(
+                f"check 'pinned' failed: the {what} revision in results.json is {revision!r}; a score must name "
+                "fixed content: a 40-hex commit sha or a 64-hex content hash (speechprune.evaluation.results."
+                "content_hash), not a branch or tag. Re-run the evaluation on a pinned revision."
+            )
+
+
+def check_recomputable(results_path: Path, results: dict) -> list[dict]:
+    """Check 3: the per-sample file beside ``results.json`` reproduces every row. Returns the records."""
+    samples = samples_path(results_path, results)
+    if not samples.is_file():
+        raise SubmitError(f"check 'recomputable' failed: no per-sample file {samples} beside {results_path}")
+    try:
+        records = read_records(samples)
+        recomputed = aggregate(records, circular=bool(results.get("config", {}).get("circular", False)))
+    except ValueError as error:
+        raise SubmitError(f"check 'recomputable' failed: {samples} cannot be aggregated: {error}") from None
+    claimed = results["results"]
+    for config in sorted(set(claimed) | set(recomputed)):
+        mine, theirs = recomputed.get(config, {}), claimed.get(config, {})
+        if set(mine) != set(theirs):
+            raise SubmitError(
+                f"check 'recomputable' failed: config {config!r}: results.json has rows {sorted(theirs)} "
+                f"but {samples.name} gives {sorted(mine)}"
+            )
+        for key in mine:
+            for field in ("accuracy", "n", "n_invalid"):
+                a, b = mine[key][field], theirs[key].get(field)
+                if b is None or not math.isclose(a, b, rel_tol=0, abs_tol=_TOLERANCE):
+                    raise SubmitError(
+                        f"check 'recomputable' failed: {config} {key} {field} is {b!r} in results.json but "
+                        f"{a!r} recomputed from {samples.name}"
+                    )
+    return records
+
+
+def model_revisions(model_repo: Path) -> dict[str, str]:
+    """The revisions a model folder can be matched by: its content hash and, for a git clone, its HEAD."""
+    revisions = {"content_hash": content_hash(model_repo)}
+    if (model_repo / ".git").exists():
+        head = git_hash(model_repo)
+        if head:
+            revisions["git_head"] = head
+    return revisions
+
+
+def check_model_match(config: dict, model_repo: Path) -> None:
+    """Check 4: the results were computed with the model in ``model_repo``."""
+    model = config.get("model") or {}
+    claimed = {value for value in (model.get("revision"), model.get("content_hash")) if value}
+    actual = model_revisions(model_repo)
+    if not claimed & set(actual.values()):
+        raise SubmitError(
+            f"check 'same model' failed: results.json was computed with model {model.get('id')!r} at "
+            f"{sorted(claimed)}, but the folder {model_repo} has {actual}. Publish results only into the repo "
+            "of the model that produced them (its content hash excludes README.md and .eval_results)."
+        )
+
+
+def check_audio_source(config: dict, records: list[dict], existing: list[EvalResultEntry], dataset_id: str) -> str:
+    """Check 5: one named audio source across the run, its records and the repo's SPIRAL entries."""
+    source = config.get("audio_source")
+    if source not in AUDIO_SOURCES:
+        raise SubmitError(
+            f"check 'audio source' failed: results.json names audio_source {source!r}, not one of {AUDIO_SOURCES}"
+        )
+    others = sorted({r["audio_source"] for r in records if r.get("audio_source") not in (None, source)})
+    if others:
+        raise SubmitError(f"check 'audio source' failed: the run is {source!r} but its records include {others}")
+    for entry in existing:
+        if entry.dataset_id != dataset_id:
+            continue
+        theirs = parse_notes(entry.notes).get("audio_source")
+        if theirs != source:
+            raise SubmitError(
+                f"check 'audio source' failed: the repo already has a {entry.dataset_id} {entry.task_id} entry "
+                f"with audio source {theirs!r}; results on {source!r} audio must not be mixed with it. Remove the old "
+                f"entries from {EVAL_RESULTS_FILE} first if the new source should replace them."
+            )
+    return source
+
+
+def check_duplicates(new: list[EvalResultEntry], existing: list[EvalResultEntry], overwrite: bool) -> list:
+    """Check 2: no setup twice. Returns the existing entries to keep (``overwrite`` drops the replaced ones)."""
+    seen = set()
+    for entry in new:
+        if _setup(entry) in seen:
+            raise SubmitError(f"check 'no duplicates' failed: two new entries for {entry.task_id}: {entry.notes}")
+        seen.add(_setup(entry))
+    keep = []
+    for entry in existing:
+        if _setup(entry) in seen:
+            if not overwrite:
+                raise SubmitError(
+                    f"check 'no duplicates' failed: {EVAL_RESULTS_FILE} already has {entry.dataset_id} "
+                    f"{entry.task_id} for this setup ({entry.notes}, value {entry.value}); pass --overwrite to "
+                    "replace it"
+                )
+            continue
+        if _setup(entry) in {_setup(e) for e in keep}:
+            raise SubmitError(f"check 'no duplicates' failed: {EVAL_RESULTS_FILE} lists {entry.notes} twice")
+        keep.append(entry)
+    return keep
+
+
+# ---- building and writing ---------------------------------------------------------------------------------
+
+
+def select_key(results: dict, method: str | None, rate: float | None) -> str:
+    """The result row to publish: ``method``/``rate`` if given, else the only row of the run."""
+    keys = sorted({key for rows in results["results"].values() for key in rows})
+    if method is not None:
+        key = result_key(method, rate)
+        if key not in keys:
+            raise SubmitError(f"results.json has no row {key!r}; it has {keys}")
+        return key
+    if rate is not None:
+        raise SubmitError("--rate needs --method")
+    if len(keys) != 1:
+        raise SubmitError(f"results.json has several rows {keys}: choose one with --method and --rate")
+    return keys[0]
+
+
+def _read_existing(model_repo: Path) -> list[EvalResultEntry]:
+    path = model_repo / EVAL_RESULTS_FILE
+    if not path.is_file():
+        return []
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    if not isinstance(data, list):
+        raise SubmitError(f"{path} is not a list of eval results")
+    try:
+        return parse_eval_result_entries(data)
+    except (KeyError, TypeError, ValueError) as error:
+        raise SubmitError(f"{path} is not in the eval-results format: {error!r}") from None
+
+
+def build_entries(results: dict, key: str, dataset_id: str) -> list[EvalResultEntry]:
+    """One entry per task (``spiral``, ``spiral_h``) that has the ``key`` row; value = accuracy in percent."""
+    config = results["config"]
+    method, rate = parse_result_key(key)
+    pruning = {k: v for k, v in (config.get("pruning") or {}).items() if isinstance(v, str | int | float | bool)}
+    entries = []
+    for task in TASKS:
+        row = results["results"].get(task, {}).get(key)
+        if row is None:
+            continue
+        fields = {
+            **pruning,
+            "audio_source": config["audio_source"],
+            "method": method,
+            "scoring": config.get("scoring"),
+            "circular": bool(config.get("circular", False)),
+            "n": row["n"],
+            "n_invalid": row["n_invalid"],
+            "majority_baseline": round(100 * row["majority_baseline"], 2),
+        }
+        if rate is not None:
+            fields["rate"] = rate
+        if row.get("accuracy_stderr") is not None:
+            fields["stderr"] = round(100 * row["accuracy_stderr"], 2)
+        entries.append(
+            EvalResultEntry(
+                dataset_id=dataset_id,
+                task_id=task,
+                value=round(100 * row["accuracy"], 2),
+                dataset_revision=config["dataset"]["revision"],
+                date=results.get("date"),
+                notes=format_notes(fields),
+            )
+        )
+    if not entries:
+        raise SubmitError(f"results.json has no {' or '.join(TASKS)} row {key!r}")
+    return entries
+
+
+def prepare(
+    results_path: str | os.PathLike,
+    model_repo: str | os.PathLike,
+    *,
+    method: str | None = None,
+    rate: float | None = None,
+    dataset_id: str | None = None,
+    overwrite: bool = False,
+) -> Plan:
+    """Run the five checks and decide the entries; writes nothing. Raises :class:`SubmitError`."""
+    results_path, model_repo = Path(results_path), Path(model_repo)
+    if not model_repo.is_dir():
+        raise SubmitError(f"--model-repo {model_repo} is not a folder")
+    try:
+        results = read_results(results_path)
+    except (OSError, ValueError) as error:
+        raise SubmitError(f"cannot read {results_path}: {error}") from None
+    config = results.get("config") or {}
+    dataset_id = dataset_id or (config.get("dataset") or {}).get("id")
+    if not isinstance(dataset_id, str) or not _HUB_ID.fullmatch(dataset_id):
+        raise SubmitError(f"dataset id {dataset_id!r} is not a Hub id (owner/name): pass --dataset-id")
+    key = select_key(results, method, rate)
+
+    check_pinned(config)
+    records = check_recomputable(results_path, results)
+    check_model_match(config, model_repo)
+    existing = _read_existing(model_repo)
+    source = check_audio_source(config, records, existing, dataset_id)
+    new = build_entries(results, key, dataset_id)
+    keep = check_duplicates(new, existing, overwrite)
+    return Plan(key=key, dataset_id=dataset_id, audio_source=source, new=new, entries=keep + new)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _card_section(plan: Plan) -> str:
+    lines = [
+        CARD_START,
+        "## SPIRAL results",
+        "",
+        f"Accuracy (%) on [{plan.dataset_id}](https://huggingface.co/datasets/{plan.dataset_id}), "
+        f"written by `speechprune submit` from a recomputed per-sample file ({plan.audio_source} audio).",
+        "",
+        "| task | accuracy % | setup |",
+        "| --- | --- | --- |",
+    ]
+    for entry in plan.entries:
+        if entry.dataset_id == plan.dataset_id:
+            lines.append(f"| {TASK_TITLES.get(entry.task_id, entry.task_id)} | {entry.value} | {entry.notes} |")
+    return "\n".join([*lines, CARD_END])
+
+
+def update_card(model_repo: Path, plan: Plan, model_name: str | None = None) -> Path:
+    """Mirror the repo's SPIRAL entries into the card's ``model-index`` and a results section."""
+    path = model_repo / "README.md"
+    if path.is_file():
+        card = ModelCard.load(path)
+    else:
+        card = ModelCard(f"---\ntags:\n- speechprune\n---\n\n# {model_name or model_repo.name}\n")
+    card.data.model_name = model_name or card.data.get("model_name") or model_repo.name
+    others = [r for r in (card.data.eval_results or []) if r.dataset_type != plan.dataset_id]
+    ours = []
+    for entry in plan.entries:
+        if entry.dataset_id != plan.dataset_id:
+            continue
+        notes = parse_notes(entry.notes)
+        setting = result_key(notes.get("method", "?"), float(notes["rate"]) if "rate" in notes else None)
+        ours.append(
+            EvalResult(
+                task_type="audio-text-to-text",
+                task_name="Speech Information Retrieval",
+                dataset_type=entry.dataset_id,
+                dataset_name=TASK_TITLES.get(entry.task_id, entry.task_id),
+                dataset_config=entry.task_id,
+                dataset_split="test",
+                dataset_revision=entry.dataset_revision,
+                dataset_args={"audio_source": notes.get("audio_source")},
+                metric_type="accuracy",
+                metric_name=f"accuracy % ({setting}, {notes.get('audio_source')} audio)",
+                metric_config=setting,
+                metric_value=entry.value,
+            )
+        )
+    card.data.eval_results = others + ours
+    section = _card_section(plan)
+    text = card.text
+    if CARD_START in text and CARD_END in text:
+        head, rest = text.split(CARD_START, 1)
+        text = head + section + rest.split(CARD_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    card.text = text
+    _atomic_write(path, str(card))
+    return path
+
+
+def write(plan: Plan, model_repo: str | os.PathLike, model_name: str | None = None) -> list[Path]:
+    """Write ``.eval_results/spiral.yaml`` and the card for a checked :class:`Plan`."""
+    model_repo = Path(model_repo)
+    yaml_path = model_repo / EVAL_RESULTS_FILE
+    text = yaml.safe_dump(eval_result_entries_to_yaml(plan.entries), sort_keys=False, allow_unicode=True)
+    _atomic_write(yaml_path, text)
+    return [yaml_path, update_card(model_repo, plan, model_name)]
+
+
+def push(model_repo: str | os.PathLike, repo_id: str, token: str | None = None, message: str | None = None):
+    """Upload the eval results and the card to the Hub repo ``repo_id``. Raises :class:`PushError` offline."""
+    import httpx2
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return HfApi(token=token).upload_folder(
+            repo_id=repo_id,
+            folder_path=str(model_repo),
+            allow_patterns=[f"{EVAL_RESULTS_FILE.parent.as_posix()}/*", "README.md"],
+            commit_message=message or "Add SPIRAL eval results (speechprune submit)",
+        )
+    except (OSError, httpx2.HTTPError, HfHubHTTPError) as error:
+        raise PushError(
+            f"could not upload to the Hub repo {repo_id!r}: {str(error).rstrip('.')}. The Hub is unreachable "
+            "(offline, HF_HUB_OFFLINE=1, or a wrong HF_ENDPOINT) or refused the token; the files are written locally, "
+            "run `speechprune submit ... --push` again when online."
+        ) from None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = _EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("results", help="results.json of a run; its samples.jsonl must sit beside it")
+    parser.add_argument("--model-repo", required=True, help="local folder of the model repo that produced the run")
+    parser.add_argument("--method", default=None, help="which row to publish (default: the run's only row)")
+    parser.add_argument("--rate", type=float, default=None, help="pruning rate of that row (e.g. 0.2)")
+    parser.add_argument("--dataset-id", default=None, help="Hub id of the SPIRAL dataset (default: from results)")
+    parser.add_argument("--model-name", default=None, help="model name in the card's model-index")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing entries of the same setup")
+    parser.add_argument("--push", action="store_true", help="upload .eval_results/ and README.md to the Hub")
+    parser.add_argument("--repo-id", default=None, help="Hub repo to push to (default: the model id in results)")
+    parser.add_argument("--token", default=None, help="Hub token with write access (default: HF_TOKEN / login)")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        plan = prepare(
+            args.results,
+            args.model_repo,
+            method=args.method,
+            rate=args.rate,
+            dataset_id=args.dataset_id,
+            overwrite=args.overwrite,
+        )
+    except SubmitError as error:
+        print(f"speechprune submit: nothing written: {error}", file=sys.stderr)
+        return 2
+    paths = write(plan, args.model_repo, args.model_name)
+    for entry in plan.new:
+        print(f"{entry.dataset_id} {entry.task_id}: {entry.value} ({entry.notes})")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    if not args.push:
+        return 0
+    repo_id = args.repo_id or read_results(args.results)["config"]["model"].get("id")
+    if not isinstance(repo_id, str) or not _HUB_ID.fullmatch(repo_id) or Path(repo_id).exists():
+        print(f"speechprune submit: --push needs --repo-id owner/name (got {repo_id!r})", file=sys.stderr)
+        return 1
+    try:
+        info = push(args.model_repo, repo_id, token=args.token)
+    except PushError as error:
+        print(f"speechprune submit: {error}", file=sys.stderr)
+        return 1
+    print(f"pushed to {getattr(info, 'commit_url', repo_id)}")
+    return 0
+
+
+__all__ = [
+    "Plan",
+    "PushError",
+    "SubmitError",
+    "check_audio_source",
+    "check_duplicates",
+    "check_model_match",
+    "check_pinned",
+    "check_recomputable",
+    "configure",
+    "main",
+    "prepare",
+    "push",
+    "write",
+]
