@@ -280,3 +280,84 @@ def test_is_pinned_and_git_hash(tmp_path):
     assert git_hash(tmp_path) is None
     here = git_hash()
     assert here is None or re.fullmatch(r"[0-9a-f]{40}", here)
+
+
+# ---- report: the Table-1 markdown and the plots ------------------------------------------------------------
+
+
+def _table_cells(markdown: str) -> list[list[str]]:
+    rows = [line.strip("|").split("|") for line in markdown.strip().splitlines()]
+    return [[cell.strip() for cell in row] for row in rows]
+
+
+def test_results_table_rows_match_results(tmp_path):
+    from speechprune.evaluation.report import results_table
+
+    records = _records()
+    for record in records:
+        record["peak_memory_gb"] = 13.0
+    doc = build_results(records, config=_config())
+    doc["results"]["spiral"]["full"] = {"accuracy": 0.5, "accuracy_stderr": None, "majority_baseline": 0.25}
+    cells = _table_cells(results_table(doc))
+    header, rows = cells[0], cells[2:]
+    assert header[:6] == ["method", "rate", "LLM TFLOPs", "prefill ms", "total mem GB", "activation GB"]
+    assert header[6:] == ["SPIRAL acc %", "SPIRAL majority %", "SPIRAL-H acc %", "SPIRAL-H majority %"]
+    assert [row[:2] for row in rows] == [
+        ["full", "-"],
+        ["original", "-"],
+        ["speechprune", "0.2"],
+        ["speechprune", "0.4"],
+        ["random", "0.2"],
+    ]
+    assert rows[0][2:] == ["-", "-", "-", "-", "50.00", "25.00", "-", "-"]  # unmeasured costs, no SPIRAL-H row
+    for row in rows[1:]:
+        method, rate = row[0], (None if row[1] == "-" else float(row[1]))
+        key = result_key(method, rate)
+        spiral, hard = doc["results"]["spiral"][key], doc["results"]["spiral_h"][key]
+        assert row[2] == f"{spiral['llm_tflops']:.2f}" and row[3] == f"{spiral['prefill_ms']:.0f}"
+        assert row[4] == "13.00" and row[5] == "-"
+        assert row[6] == f"{100 * spiral['accuracy']:.2f} ± {100 * spiral['accuracy_stderr']:.2f}"
+        assert row[7] == f"{100 * spiral['majority_baseline']:.2f}"
+        assert row[8] == f"{100 * hard['accuracy']:.2f} ± {100 * hard['accuracy_stderr']:.2f}"
+
+
+def _png_is_drawn(path: Path) -> tuple[int, int]:
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = matplotlib.image.imread(path)
+    assert pixels[..., :3].std() > 0.05  # not a blank canvas
+    return pixels.shape[:2]
+
+
+def test_write_report_and_plots(tmp_path):
+    from speechprune.evaluation.report import write_report
+
+    path = write_results(tmp_path / "results.json", build_results(_records(), config=_config()))
+    paths = write_report(path, tmp_path / "report")
+    assert paths["table"].read_text().startswith("| method | rate |")
+    height, width = _png_is_drawn(paths["accuracy"])
+    assert width > 1.5 * height  # two panels side by side: SPIRAL and SPIRAL-H
+    _png_is_drawn(paths["cost"])
+
+
+def test_plot_pruning_map(tmp_path):
+    import torch
+
+    from speechprune.evaluation.report import plot_pruning_map
+
+    samples = [
+        {
+            "kept_times": torch.arange(0, 600).float() * 0.04,
+            "duration": 90.0,
+            "key_start": 40.0,
+            "key_end": 44.5,
+            "label": "lecture_3 crop@0.2",
+            "num_audio_tokens": 2250,
+        },
+        {"kept_times": [1.0, 2.5, 70.0], "duration": 75.0, "key_start": None, "key_end": None},
+    ]
+    height, width = _png_is_drawn(plot_pruning_map(tmp_path / "map.png", samples))
+    assert width > height
+    with pytest.raises(ValueError, match="samples"):
+        plot_pruning_map(tmp_path / "empty.png", [])
