@@ -183,6 +183,17 @@ def test_phase1_budget_moves_on_from_full_frames():
     assert_selection(pruning.phase1_select(audio, text, 100, tokens_per_frame=10, temperature=0.01), expected)
 
 
+def test_phase1_equal_frames_tie_to_the_lower_frame_index():
+    """Identical frames get identical shares; the remainder goes to the earliest frames."""
+    frame, text = make_tokens(10, 8, seed=9)
+    audio = frame.repeat(7, 1)
+    for k in (23, 26, 41):
+        expected = naive_phase1(naive_token_scores(audio, text), k, 10)
+        assert_selection(pruning.phase1_select(audio, text, k, tokens_per_frame=10), expected)
+    kept = pruning.phase1_select(audio, text, 23, tokens_per_frame=10)
+    assert [int(((kept >= 10 * i) & (kept < 10 * i + 10)).sum()) for i in range(7)] == [4, 4, 3, 3, 3, 3, 3]
+
+
 def test_phase1_many_random_shapes():
     g = torch.Generator().manual_seed(7)
     for seed in range(40):
@@ -242,6 +253,18 @@ def test_phase2_matches_naive(n, d, width_q, width_k, head_dim, k, duplicates, d
     assert_selection(pruning.phase2_select(audio, w_q, w_k, k, head_dim=head_dim, tie_break=tie_break), expected)
 
 
+@pytest.mark.parametrize("case", [PHASE2_CASES[2], PHASE2_CASES[5], PHASE2_CASES[7]])
+def test_phase2_float_path_matches_naive(case, monkeypatch):
+    """Without int8 products (other devices, older torch) the exact float products give the same picks."""
+    n, d, width_q, width_k, head_dim, k, duplicates, dtype = case
+    monkeypatch.delattr(torch, "_int_mm")
+    audio, text = make_tokens(n, d, seed=n + d, dtype=dtype, duplicates=duplicates)
+    w_q, w_k = make_weights(width_q, width_k, d, seed=d, dtype=dtype)
+    tie_break = pruning.token_scores(audio, text)
+    expected = naive_phase2(audio, w_q, w_k, k, head_dim, tie_break.tolist())
+    assert_selection(pruning.phase2_select(audio, w_q, w_k, k, head_dim=head_dim, tie_break=tie_break), expected)
+
+
 def test_phase2_ties_are_real_and_broken_by_tie_break_then_index():
     """Few sign patterns: many columns tie exactly, so the order of the secondary keys decides."""
     audio, text = make_tokens(60, 3, seed=5)
@@ -256,8 +279,8 @@ def test_phase2_ties_are_real_and_broken_by_tie_break_then_index():
             assert_selection(kept, naive_phase2(audio, w_q, w_k, k, None, secondary))
 
 
-def test_integer_logits_exact_at_scale():
-    """The int8 digit products give the exact integers, even at the extreme magnitudes."""
+def test_integer_logits_exact_at_scale(monkeypatch):
+    """int8 digit products and float products both give the exact integers, even at extreme magnitudes."""
     g = torch.Generator().manual_seed(0)
     n, d = 200, 512
     audio = torch.randn(n, d, generator=g)
@@ -266,13 +289,15 @@ def test_integer_logits_exact_at_scale():
     w_q[:256], w_k[:64] = 1.0, 1.0  # a whole head group of +1: entries at the bound
     weights = pruning.binarize_weights(w_q, w_k, head_dim=64)
     got = pruning._integer_logits(audio, weights)
+    monkeypatch.delattr(torch, "_int_mm")  # the float path of other devices
+    got_float = pruning._integer_logits(audio, weights)
     signs = torch.where(audio >= 0, 1.0, -1.0).double()
     q = signs @ torch.where(w_q >= 0, 1.0, -1.0).double().T
     k = signs @ torch.where(w_k >= 0, 1.0, -1.0).double().T
     k = k.view(n, -1, 64).repeat_interleave(4, dim=1).reshape(n, d)
     expected = q @ k.T
     assert expected.abs().max() > 2**24  # beyond float32's exact integers
-    assert torch.equal(got, expected)
+    assert torch.equal(got, expected) and torch.equal(got_float, expected)
 
 
 def test_log_importance_is_the_log_of_mean_attention():
@@ -308,6 +333,8 @@ SPEECHPRUNE_CASES = [
     (180, 8, 8, 8, None, 0.6, 80, 10, 0.5, 30, torch.bfloat16),
     (150, 64, 64, 32, 16, 0.8, 70, 25, 1.0, 0, torch.float16),
     (40, 8, 8, 8, None, 0.99, 750, 25, 1.0, 0, torch.float32),  # k2 rounds to 0: at least 1
+    (300, 4, 4, 4, None, 0.5, 100, 25, 1.0, 0, torch.float32),  # 16 sign patterns: phase 2 ties everywhere
+    (200, 6, 12, 6, 3, 0.3, 90, 20, 0.2, 10, torch.float32),
 ]
 
 

@@ -23,9 +23,9 @@ Numerics (SPEC "Numerics"): phase 1 token scores are float32 whatever the input 
 frame softmax and the budget, which are tiny, run in float64 so that floors and fractional
 parts are as close to exact arithmetic as possible. Phase 2 computes the binarized logits
 exactly as integers (int8 matrix products with int32 accumulation on CPU, float products that
-are provably exact elsewhere) and ranks by the float64 log-importance. The two log-sum-exps sum
-each row after sorting it, so the result depends only on the multiset of values: columns that
-tie in exact arithmetic tie here bit for bit, and the tie-break rule decides them.
+are provably exact elsewhere) and ranks by the float64 log-importance. The two log-sum-exps add
+their terms as fixed-point integers, so the result depends only on the multiset of values:
+columns that tie in exact arithmetic tie here bit for bit, and the tie-break rule decides them.
 """
 
 from __future__ import annotations
@@ -259,17 +259,25 @@ def _check_temperature(temperature) -> float:
 class BinarizedWeights(NamedTuple):
     """The first layer's W_q / W_k, binarized and packed for :func:`phase2_select`.
 
-    ``query`` and ``key`` are int8 ``(D, num_kv_heads * head_dim)``, transposed for a right-hand
-    matrix product. ``key`` is b(W_k)^T. ``query`` is b(W_q)^T with the query heads that share a
-    key head summed: with ``repeat_kv`` semantics, sum over heads h of Q_h K_{h // n_rep}^T equals
-    (sum of the n_rep heads of group g) K_g^T, so the logits never need the repeated keys.
-    ``width`` is the width of Q (the d in 1/sqrt(d)); ``query_bound`` is max |entry| of ``query``.
+    ``packed`` is int8 ``(D, 2 * Dk)``: ``[query | key]``, transposed for a right-hand matrix
+    product, so that one product gives Q and K. ``key`` is b(W_k)^T. ``query`` is b(W_q)^T with the
+    query heads that share a key head summed: with ``repeat_kv`` semantics, the sum over heads h of
+    Q_h K_{h // n_rep}^T equals (sum of the n_rep query heads of group g) K_g^T, so the logits never
+    need the repeated keys. ``width`` is the width of Q (the d in 1/sqrt(d)); ``query_bound`` is
+    the largest |entry| of ``query`` (n_rep).
     """
 
-    query: torch.Tensor
-    key: torch.Tensor
+    packed: torch.Tensor
     width: int
     query_bound: int
+
+    @property
+    def query(self) -> torch.Tensor:
+        return self.packed[:, : self.packed.shape[1] // 2]
+
+    @property
+    def key(self) -> torch.Tensor:
+        return self.packed[:, self.packed.shape[1] // 2 :]
 
 
 _WEIGHT_CACHE: OrderedDict = OrderedDict()
@@ -362,68 +370,71 @@ def _pack_weights(q_weight: torch.Tensor, k_weight: torch.Tensor, head_dim: int 
         # Query heads g*n_rep .. g*n_rep + n_rep - 1 read key head g (repeat_kv order).
         sign_q = sign_q.view(width_k // head_dim, n_rep, head_dim, d).sum(dim=1, dtype=torch.int8)
         sign_q = sign_q.reshape(width_k, d)
-    return BinarizedWeights(
-        query=sign_q.T.contiguous(), key=_binarize(k_weight).T.contiguous(), width=width_q, query_bound=n_rep
-    )
+    packed = torch.cat([sign_q, _binarize(k_weight)]).T.contiguous()
+    return BinarizedWeights(packed=packed, width=width_q, query_bound=n_rep)
 
 
 def _binarize(x: torch.Tensor) -> torch.Tensor:
-    """b(x) = +1 where x >= 0 else -1, as int8 (exact in every dtype)."""
-    return (x >= 0).to(torch.int8) * 2 - 1
-
-
-def _use_int8(device: torch.device) -> bool:
-    return device.type == "cpu" and hasattr(torch, "_int_mm")
-
-
-def _int_product(a: torch.Tensor, b: torch.Tensor, bound: int) -> torch.Tensor:
-    """a @ b for int8 matrices, exact; ``bound`` >= max |entry of the result|. int32 or float."""
-    if _use_int8(a.device):
-        return torch._int_mm(a, b)  # int32 accumulation: exact
-    # Integer sums stay exact in float32 up to 2**24, even with TF32 inputs (the inputs are tiny integers).
-    dtype = torch.float32 if bound <= _EXACT_F32 else torch.float64
-    return a.to(dtype) @ b.to(dtype)
+    """b(x) = +1 where x >= 0 else -1 (so b(-0.0) = +1), as int8."""
+    one = torch.ones((), dtype=torch.int8, device=x.device)
+    return torch.where(x >= 0, one, -one)
 
 
 def _int8_digits(v: torch.Tensor) -> list[torch.Tensor]:
-    """Balanced base-128 digits of an integer tensor: v = sum_i 128**i * digits[i], digits in [-64, 63]."""
-    v = v.to(torch.long)
+    """Balanced base-128 digits of an int32 tensor: v = sum_i 128**i * digits[i], digits in [-64, 63]."""
     digits = []
     while True:
-        digit = torch.remainder(v + 64, 128) - 64
+        digit = ((v + 64) & 127) - 64  # two's complement: & 127 is the remainder mod 128
         digits.append(digit.to(torch.int8))
-        v = torch.div(v - digit, 128, rounding_mode="floor")
+        v = (v - digit) >> 7  # exact: v - digit is a multiple of 128
         if not bool(v.any()):
             return digits
 
 
 def _integer_logits(audio: torch.Tensor, weights: BinarizedWeights) -> torch.Tensor:
-    """Z * sqrt(d) = b(X) b(W_q)^T (b(X) b(W_k)^T)^T with keys repeated per head: exact integers in float64."""
-    d_in = audio.shape[1]
-    signs = _binarize(audio)
+    """Z * sqrt(d) = b(X) b(W_q)^T (b(X) b(W_k)^T)^T, keys repeated per head, as exact integers in float64.
+
+    On CPU every product is an int8 matrix product with int32 accumulation (``torch._int_mm``),
+    exact and several times faster than float32. Elsewhere float products are used where they
+    are provably exact: float32 for Q and K (sums of small integers below 2**24, exact even with
+    TF32 inputs), float64 for Q K^T.
+    """
+    n, d_in = audio.shape
+    width_k = weights.packed.shape[1] // 2
     q_bound, k_bound = weights.query_bound * d_in, d_in
-    q = _int_product(signs, weights.query, q_bound)  # (n, Dk)
-    k = _int_product(signs, weights.key, k_bound)  # (n, Dk)
-    width_k = q.shape[1]
-    if width_k * q_bound * k_bound >= _EXACT_F64:
+    if width_k * q_bound * k_bound >= _EXACT_F64 or q_bound >= _EXACT_F32:
         raise ValueError("phase 2 logits would exceed float64's exact integer range; the weights are too wide")
-    if not _use_int8(audio.device) or width_k * 64 * 64 >= 2**31:
-        return q.to(torch.float64) @ k.to(torch.float64).T
-    # Entries of Q and K reach thousands, too wide for one int8 product: split them into base-128
-    # digits and add up the digit products (each exact in int32) with their weights in int64.
-    q_digits, k_digits = _int8_digits(q), _int8_digits(k)
-    z = torch.zeros(q.shape[0], k.shape[0], dtype=torch.long, device=audio.device)
-    for i, q_digit in enumerate(q_digits):
-        for j, k_digit in enumerate(k_digits):
-            z += torch._int_mm(q_digit, k_digit.T).to(torch.long) * 128 ** (i + j)
-    return z.to(torch.float64)
+    signs = _binarize(audio)
+    if not (audio.device.type == "cpu" and hasattr(torch, "_int_mm")) or width_k * 64 * 64 >= 2**31:
+        qk = signs.to(torch.float32) @ weights.packed.to(torch.float32)
+        q, k = qk[:, :width_k].to(torch.float64), qk[:, width_k:].to(torch.float64)
+        return q @ k.T
+    qk = torch._int_mm(signs, weights.packed)  # (n, 2 Dk) int32, exact
+    # Q and K entries reach thousands, too wide for int8: split both into base-128 digits, multiply
+    # every query digit block by every key digit block in one int8 product (each sum of Dk
+    # products of digits stays below 2**31) and add the blocks up with their powers of 128.
+    q_digits, k_digits = _int8_digits(qk[:, :width_k]), _int8_digits(qk[:, width_k:])
+    blocks = torch._int_mm(torch.cat(q_digits), torch.cat(k_digits).T)
+    z = torch.zeros(n, n, dtype=torch.float64, device=audio.device)
+    for i in range(len(q_digits)):
+        for j in range(len(k_digits)):
+            z += blocks[i * n : (i + 1) * n, j * n : (j + 1) * n].to(torch.float64) * float(128 ** (i + j))
+    return z
 
 
-def _sorted_logsumexp(x: torch.Tensor) -> torch.Tensor:
-    """logsumexp over the last axis, summing each row in descending order (a function of the multiset)."""
-    x = torch.sort(x, dim=-1, descending=True).values
-    top = x[:, :1]
-    return top[:, 0] + torch.log(torch.exp(x - top).sum(dim=-1))
+def _logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Float64 logsumexp whose value depends only on the multiset of values along ``dim``.
+
+    Each term exp(x - max) in (0, 1] is rounded to a fixed-point integer at float64's resolution
+    near 1 (at least 2**-52 / n) and the integers are summed exactly: integer addition does not
+    depend on order, so values that tie in exact arithmetic tie here bit for bit, whatever their
+    positions (a float sum in a different order could split them by one ulp).
+    """
+    top = x.amax(dim=dim, keepdim=True)
+    shift = 62 - max(1, (x.shape[dim] - 1).bit_length())  # n terms of at most 2**shift fit int64
+    fixed = torch.round(torch.exp(x - top) * 2.0**shift).to(torch.int64)
+    total = fixed.sum(dim=dim).to(torch.float64) * 2.0**-shift  # in [1, n]: the max term is 1
+    return top.squeeze(dim) + torch.log(total)
 
 
 def log_importance(logits: torch.Tensor) -> torch.Tensor:
@@ -438,8 +449,8 @@ def log_importance(logits: torch.Tensor) -> torch.Tensor:
         True
     """
     logits = logits.to(torch.float64)
-    log_attention = logits - _sorted_logsumexp(logits)[:, None]
-    return _sorted_logsumexp(log_attention.T.contiguous()) - math.log(logits.shape[0])
+    log_attention = logits - _logsumexp(logits, dim=1)[:, None]
+    return _logsumexp(log_attention, dim=0) - math.log(logits.shape[0])
 
 
 def _top_k_by(primary: torch.Tensor, secondary: torch.Tensor | None, k: int) -> torch.Tensor:
