@@ -202,6 +202,33 @@ def test_same_model_by_git_head(run):
     assert _submit(results, model, "--method", "original", "--overwrite") == 2
 
 
+def test_same_model_by_hub_download_records(run):
+    from huggingface_hub._local_folder import write_download_metadata
+
+    results, model, _ = run
+    commit = "e" * 40
+    for name in ("config.json", "model.safetensors"):
+        write_download_metadata(model, name, commit, etag="x")  # what `hf download --local-dir` leaves
+    _edit_results(results, lambda doc: doc["config"]["model"].update(revision=commit, content_hash=None))
+    assert _submit(results, model, "--method", "original") == 0
+    # a file edited after its download no longer vouches for the commit
+    later = (model / "model.safetensors").stat().st_mtime + 30
+    os.utime(model / "model.safetensors", (later, later))
+    assert _submit(results, model, "--method", "original", "--overwrite") == 2
+
+
+def test_same_model_by_cache_snapshot_name(run, tmp_path):
+    results, model, _ = run
+    commit = "f" * 40
+    snapshot = tmp_path / "models--someone--tiny" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (snapshot / name).write_bytes((model / name).read_bytes())
+    _edit_results(results, lambda doc: doc["config"]["model"].update(revision=commit, content_hash=None))
+    assert _submit(results, snapshot, "--method", "original") == 0
+    assert _submit(results, model, "--method", "original") == 2  # the same bytes elsewhere do not carry the sha
+
+
 def test_check_audio_source(run, capsys):
     results, model, _ = run
     # the run says one source, its records another

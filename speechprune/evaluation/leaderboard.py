@@ -13,7 +13,8 @@ Before anything is written, five checks must pass (each failure is a :class:`Sub
 3. **recomputable**: :func:`~speechprune.evaluation.results.aggregate` over the per-sample file next to
    ``results.json`` gives the same accuracies, counts and invalid counts;
 4. **same model**: the model revision (or content hash) in ``results.json`` is the repo folder's content
-   hash, or its git ``HEAD`` when the folder is a clone;
+   hash, or the Hub commit the folder holds (git clone ``HEAD``, ``hf download --local-dir`` records of
+   unmodified files, or a cache snapshot's name);
 5. **one audio source**: the run and its records name one audio source (``espeak-ng``, ``styletts2`` or
    ``authors``), the entry notes name it, and the repo holds no SPIRAL entries from another source.
 
@@ -45,6 +46,7 @@ from speechprune.evaluation.results import (
     git_hash,
     is_pinned,
     parse_result_key,
+    payload_files,
     read_records,
     read_results,
     result_key,
@@ -66,7 +68,7 @@ MODEL_REPO/README.md. Nothing is written unless all five checks pass (exit code 
   1. pinned        model and dataset revisions are a commit sha or a content hash, not 'main'
   2. no duplicates no (dataset, task, setup) twice, old entries included (--overwrite replaces them)
   3. recomputable  samples.jsonl beside results.json reproduces every accuracy
-  4. same model    results' model revision / content hash is MODEL_REPO's content hash or git HEAD
+  4. same model    results' model revision / content hash is MODEL_REPO's content hash or Hub commit
   5. audio source  one named source (espeak-ng, styletts2, authors), never mixed with the repo's entries
 --push uploads those two files (exit code 1 when the Hub cannot be reached; the local files stay)."""
 
@@ -168,13 +170,43 @@ def check_recomputable(results_path: Path, results: dict) -> list[dict]:
     return records
 
 
+def _downloaded_commit(model_repo: Path) -> str | None:
+    """The Hub commit every payload file of a ``hf download --local-dir`` folder came from, if one and unmodified.
+
+    huggingface_hub keeps, per downloaded file, the commit and the download time under
+    ``.cache/huggingface/download``; a file changed after its download has no valid record.
+    """
+    try:
+        from huggingface_hub._local_folder import read_download_metadata
+    except ImportError:  # a huggingface_hub without local-dir bookkeeping
+        return None
+    commits = set()
+    for relative in payload_files(model_repo):
+        metadata = read_download_metadata(model_repo, relative)
+        if metadata is None:
+            return None
+        commits.add(metadata.commit_hash)
+    return commits.pop() if len(commits) == 1 else None
+
+
 def model_revisions(model_repo: Path) -> dict[str, str]:
-    """The revisions a model folder can be matched by: its content hash and, for a git clone, its HEAD."""
+    """The revisions a model folder can be matched by.
+
+    Always its :func:`content_hash`; for a git clone also its ``HEAD``; for a folder made by
+    ``hf download --local-dir`` the commit its unmodified files came from; for a Hub cache snapshot
+    (``.../snapshots/<commit>``) that commit.
+    """
     revisions = {"content_hash": content_hash(model_repo)}
     if (model_repo / ".git").exists():
         head = git_hash(model_repo)
         if head:
             revisions["git_head"] = head
+    downloaded = _downloaded_commit(model_repo)
+    if downloaded:
+        revisions["downloaded_commit"] = downloaded
+    resolved = model_repo.resolve()
+    if resolved.parent.name == "snapshots" and is_pinned(resolved.name):
+        revisions["cache_snapshot"] = resolved.name
     return revisions
 
 

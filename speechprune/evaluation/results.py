@@ -260,21 +260,27 @@ def content_hash(folder: str | os.PathLike, exclude: Iterable[str] = HASH_EXCLUD
     (symlinks are followed) hashes like the folder it was uploaded from.
     """
     root = Path(folder)
+    digest = hashlib.sha256()
+    for relative in payload_files(root, exclude):
+        file_digest = hashlib.sha256()
+        with open(root / relative, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                file_digest.update(chunk)
+        digest.update(relative.encode() + b"\0" + file_digest.digest() + b"\n")
+    return digest.hexdigest()
+
+
+def payload_files(folder: str | os.PathLike, exclude: Iterable[str] = HASH_EXCLUDE) -> list[str]:
+    """Relative POSIX paths of the files :func:`content_hash` covers, sorted."""
+    root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"folder {str(root)!r} is not a directory")
     skip = frozenset(exclude)
     files = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = [name for name in dirnames if name not in skip]
-        files.extend(Path(dirpath, name) for name in filenames if name not in skip)
-    digest = hashlib.sha256()
-    for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
-        file_digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                file_digest.update(chunk)
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + file_digest.digest() + b"\n")
-    return digest.hexdigest()
+        files.extend(Path(dirpath, name).relative_to(root).as_posix() for name in filenames if name not in skip)
+    return sorted(files)
 
 
 def make_config(
@@ -489,6 +495,7 @@ __all__ = [
     "make_config",
     "package_versions",
     "parse_result_key",
+    "payload_files",
     "read_records",
     "read_results",
     "result_key",
