@@ -182,7 +182,7 @@ def _resolve_ids(ids) -> list[str] | None:
     return list(dict.fromkeys(ids))
 
 
-def _default_command(annotations, hard, tts, wavs, limit, workers, ids) -> str:
+def _default_command(annotations, hard, tts, wavs, limit, ids) -> str:
     parts = ["speechprune", "build-spiral", "--annotations", Path(annotations).name]
     if hard is not None:
         parts += ["--hard", Path(hard).name]
@@ -193,8 +193,7 @@ def _default_command(annotations, hard, tts, wavs, limit, workers, ids) -> str:
         parts += ["--limit", str(limit)]
     if ids is not None:
         parts += ["--ids", Path(ids).name if isinstance(ids, (str, Path)) else "IDS"]
-    parts += ["--workers", str(workers)]
-    return shlex.join(parts)
+    return shlex.join(parts)  # --workers is left out: it changes nothing in the output
 
 
 def _synthesize_all(jobs, records, cache, spec, workers, engine, on_done, bar) -> None:
@@ -383,7 +382,7 @@ def build_spiral(
         records_in=records_in,
         rejects=len(rejects),
         annotations_sha256=key["annotations_sha256"],
-        command=command or _default_command(annotations, hard, tts, wavs, limit, workers, ids),
+        command=command or _default_command(annotations, hard, tts, wavs, limit, ids),
         repo_id=repo_id,
     )
     _atomic_write(out / "README.md", str(card).encode())
