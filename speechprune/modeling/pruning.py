@@ -84,6 +84,14 @@ def _check_rate(rate) -> float:
     return float(rate)
 
 
+def _check_temperature(temperature) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    if not (math.isfinite(float(temperature)) and temperature > 0):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    return float(temperature)
+
+
 def _check_matrix(name: str, x, finite: bool = True) -> None:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -147,9 +155,10 @@ def final_count(num_tokens: int, rate: float, phase1_tokens: int = 750) -> int:
 def token_scores(audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """Phase 1 step 2: s_j = mean over query rows l of cos(audio_j, text_l), float32, shape ``(N,)``.
 
-    Norms are clamped below at 1e-8. The mean of the cosines equals the dot product of the
-    normalised audio row with the mean normalised query row, which is what is computed: one
-    elementwise product and a row sum, so identical rows get bit-identical scores.
+    Norms are clamped below at 1e-8. The mean of the cosines equals the dot product of the audio
+    row with the mean unit query row, over the audio row's norm, which is what is computed: an
+    elementwise product and a row sum rather than a BLAS matrix-vector product, because the
+    latter can give identical rows scores that differ in the last bit; here they are identical.
 
     Example:
         >>> a = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]])
@@ -242,14 +251,6 @@ def phase1_select(
     temperature = _check_temperature(temperature)
     scores = token_scores(audio, text)
     return _phase1_from_scores(scores, k, tokens_per_frame, temperature)
-
-
-def _check_temperature(temperature) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-    if not (math.isfinite(float(temperature)) and temperature > 0):
-        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
-    return float(temperature)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,6 +552,7 @@ def speechprune_select(
     temperature = _check_temperature(temperature)
     scores = token_scores(audio, text)
     binarize_weights(q_weight, k_weight, head_dim)  # bad weights fail before any work
+    _check_same_width("q_weight", q_weight, audio)
     n = audio.shape[0]
     kept1 = _phase1_from_scores(scores, min(n, phase1_tokens), tokens_per_frame, temperature)
     k2 = final_count(n, rate, phase1_tokens)
