@@ -1,5 +1,7 @@
 """Measure one model call's prefill: wall time and, on CUDA, peak and activation memory.
 
+Also :class:`PrefillFlops`, the LLM prefill FLOPs of any token count from three counted ones.
+
 The prefill is everything a call does before its first new token: for ``model(**inputs)`` the
 whole call (audio encoder, selection, language-model prefill); for ``model.generate(...)`` the
 time from the call's start to the end of its first ``forward`` (SpeechPrune's ``generate``
@@ -18,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import time
+from fractions import Fraction
 
 import torch
 
@@ -66,4 +69,109 @@ class PrefillMeter:
         self._hook.remove()
 
 
-__all__ = ["PrefillMeter"]
+class EncoderCache:
+    """Encode a batch's audio once and reuse it for every variant (a time saver, not a result changer).
+
+    While active, ``model.encode_audio_windows`` (SpeechPrune's per-window audio encoder) is
+    wrapped on the instance: a call with the very same ``input_features`` and mask tensors as the
+    previous call returns the previous windows instead of running the encoder again. The stored
+    windows are only read by the model (it concatenates and scatters them into new tensors), so a
+    hit gives bit-identical results.
+
+    ``ms`` is the wall time of the last real encoding and ``hits`` counts reuses, so that a caller
+    can add the encoder's time to the prefill time of a call that reused it. A model without
+    ``encode_audio_windows`` is left alone.
+
+    Example:
+        >>> import torch
+        >>> class Model(torch.nn.Module):
+        ...     calls = 0
+        ...     def encode_audio_windows(self, features, mask, dtype=None):
+        ...         self.calls += 1
+        ...         return [features[0]]
+        >>> model, features, mask = Model(), torch.ones(1, 2), torch.ones(1, 2)
+        >>> with EncoderCache(model) as cache:
+        ...     _ = model.encode_audio_windows(features, mask); _ = model.encode_audio_windows(features, mask)
+        >>> model.calls, cache.hits, "encode_audio_windows" in vars(model)
+        (1, 1, False)
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.ms = 0.0
+        self.hits = 0
+        self._key = None
+        self._windows = None
+
+    def _encode(self, input_features, feature_attention_mask, dtype=None):
+        key = (input_features, feature_attention_mask, dtype)
+        if self._key is not None and all(a is b for a, b in zip(key, self._key)):
+            self.hits += 1
+            return self._windows
+        cuda = input_features.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        self._windows = self._original(input_features, feature_attention_mask, dtype)
+        if cuda:
+            torch.cuda.synchronize()
+        self.ms = (time.perf_counter() - start) * 1000.0
+        self._key = key  # holds the tensors, so their identity cannot be recycled while cached
+        return self._windows
+
+    def clear(self) -> None:
+        """Forget the stored windows (the next call encodes again)."""
+        self._key = self._windows = None
+
+    def __enter__(self) -> EncoderCache:
+        self._original = getattr(self.model, "encode_audio_windows", None)
+        if self._original is not None:
+            self.model.encode_audio_windows = self._encode
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._original is not None:
+            del self.model.encode_audio_windows  # the class's method shows through again
+        self.clear()
+
+
+class PrefillFlops:
+    """``num_tokens -> efficiency.llm_prefill_flops(config, num_tokens)``, fast for many distinct counts.
+
+    Counting one prefill builds the architecture on the ``meta`` device and traces it (seconds for
+    the 7B model), and every sample of a run has its own token count. The count is a polynomial
+    ``a n + b n^2`` in the sequence length ``n`` (matrix products per position, attention scores
+    per pair of positions; FlopCounterMode counts nothing else). So three counts are traced:
+    two fix ``a`` and ``b`` exactly (rational arithmetic), the third checks the form. If the check
+    fails (an architecture with other terms), every count is traced.
+
+    Example:
+        >>> from transformers import Qwen2Config
+        >>> from speechprune.evaluation.efficiency import llm_prefill_flops
+        >>> cfg = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        ...                   num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+        >>> flops = PrefillFlops(cfg)
+        >>> flops(1000) == llm_prefill_flops(cfg, 1000), flops.closed_form
+        (True, True)
+    """
+
+    PROBES = (64, 128, 192)
+
+    def __init__(self, config):
+        from speechprune.evaluation.efficiency import llm_prefill_flops
+
+        self._count = lambda n: llm_prefill_flops(config, n)
+        (n1, n2, n3), (f1, f2, f3) = self.PROBES, [self._count(n) for n in self.PROBES]
+        # f(n) = a n + b n^2  =>  f(n)/n = a + b n, a line through (n1, f1/n1) and (n2, f2/n2).
+        self._b = (Fraction(f2, n2) - Fraction(f1, n1)) / (n2 - n1)
+        self._a = Fraction(f1, n1) - self._b * n1
+        self.closed_form = self._a * n3 + self._b * n3 * n3 == f3
+
+    def __call__(self, num_tokens: int) -> int:
+        if not self.closed_form:
+            return self._count(num_tokens)
+        value = self._a * num_tokens + self._b * num_tokens * num_tokens
+        return int(value)
+
+
+__all__ = ["PrefillMeter", "EncoderCache", "PrefillFlops"]

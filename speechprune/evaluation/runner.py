@@ -67,6 +67,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="architecture of the LLM TFLOPs column: 'model' (the evaluated one), 'qwen2-audio-7b' or a "
         "config.json path (default: qwen2-audio-7b for the tiny model, else model)",
     )
+    add(
+        "--no-audio-cache",
+        dest="audio_cache",
+        action="store_false",
+        help="encode the audio inside every model call instead of once per batch (slower; results are the same, "
+        "and each prefill time and CUDA memory peak then comes from one whole call)",
+    )
     add("--map-samples", type=int, default=3, help="samples drawn in the pruning map (the first with key times)")
     add("--output", required=True, help="output folder (an existing run there is resumed)")
 
@@ -227,6 +234,7 @@ def evaluate(args: argparse.Namespace) -> dict | None:
             cost_config=cost_config,
             dtype_bytes=dtype_bytes,
             map_ids=_map_sample_ids(dataset, args.map_samples),
+            audio_cache=args.audio_cache,
         )
         total = sum(evaluator.pending(i) for i in shard)
         with tqdm(total=total, desc="speechprune eval", disable=not state.is_main_process) as progress:
@@ -260,7 +268,9 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens if args.scoring == "generate" else None,
         flops_config=args.flops_config,
-        measurements=outputs.measurements(device, architecture, args.batch_size, model.device.type == "cuda"),
+        measurements=outputs.measurements(
+            device, architecture, args.batch_size, model.device.type == "cuda", args.audio_cache
+        ),
     )
     notes = [outputs.TINY_NOTE] if tiny else []
     paths = {"samples": output / "samples.jsonl"}
