@@ -423,14 +423,17 @@ def _write_hard_shards(
     order = [i for i in shard_io.read_column(spiral_paths, "id") if i in hard]
     ranges = shard_io.shard_ranges(len(order), rows_per_shard)
     paths = [out / "data" / "spiral_h" / shard_io.shard_name(k, len(ranges)) for k in range(len(ranges))]
-    missing = [k for k in range(len(ranges)) if not paths[k].exists()]
-    if missing:
+    home = {}  # id -> the spiral shard holding it
+    for path in spiral_paths:
+        home.update((i, path) for i in shard_io.read_column([path], "id") if i in hard)
+    for k in range(len(ranges)):
+        if paths[k].exists():
+            continue
+        wanted = [order[i] for i in ranges[k]]
         rows = {}
-        wanted = {order[i] for k in missing for i in ranges[k]}
-        for path in spiral_paths:
-            rows.update((row["id"], row) for row in shard_io.read_rows(path, wanted))
-        for k in missing:
-            shard_io.write_shard([rows[order[i]] for i in ranges[k]], paths[k], tmp_dir)
+        for path in dict.fromkeys(home[i] for i in wanted):  # one spiral shard in memory at a time
+            rows.update((row["id"], row) for row in shard_io.read_rows(path, set(wanted)))
+        shard_io.write_shard([rows[i] for i in wanted], paths[k], tmp_dir)
     return paths
 
 

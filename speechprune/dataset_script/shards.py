@@ -113,8 +113,8 @@ def write_shard(rows: list[dict], path: Path, tmp_dir: Path) -> None:
 
 def read_rows(path: Path, keep_ids: set[str] | None = None) -> list[dict]:
     """The rows of a shard written by :func:`write_shard` (audio left encoded), optionally only ``keep_ids``."""
-    rows = pq.read_table(path).to_pylist()
-    return [row for row in rows if keep_ids is None or row["id"] in keep_ids]
+    filters = None if keep_ids is None else [("id", "in", sorted(keep_ids))]
+    return pq.read_table(path, filters=filters).to_pylist()
 
 
 def read_column(paths: list[Path], name: str) -> list:
