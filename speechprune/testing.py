@@ -171,4 +171,33 @@ def tiny_qwen2_audio(seed: int = 0, *, model_class=Qwen2AudioForConditionalGener
     return model.eval(), processor
 
 
+def tiny_speechprune(seed: int = 0, **pruning):
+    """Build ``(model, processor)``: the tiny model as SpeechPrune, same weights as ``tiny_qwen2_audio(seed)``.
+
+    Args:
+        seed: fixes the random weights (identical to the stock tiny model of that seed).
+        **pruning: ``SpeechPruneConfig`` pruning defaults, e.g. ``pruning_method="speechprune"``.
+
+    Returns:
+        A ``Qwen2AudioSpeechPruneForConditionalGeneration`` in eval mode and a ``SpeechPruneProcessor``.
+
+    Example:
+        >>> model, processor = tiny_speechprune(pruning_method="speechprune", pruning_rate=0.2)
+        >>> type(model).__name__, type(processor).__name__, model.config.pruning_rate
+        ('Qwen2AudioSpeechPruneForConditionalGeneration', 'SpeechPruneProcessor', 0.2)
+    """
+    from speechprune.modeling.modeling_speechprune import Qwen2AudioSpeechPruneForConditionalGeneration
+    from speechprune.modeling.processing_speechprune import SpeechPruneProcessor
+
+    stock = tiny_processor()
+    special = {token: stock.tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    model, _ = tiny_qwen2_audio(
+        seed, model_class=Qwen2AudioSpeechPruneForConditionalGeneration, special_token_ids=special, **pruning
+    )
+    processor = SpeechPruneProcessor(
+        feature_extractor=stock.feature_extractor, tokenizer=stock.tokenizer, chat_template=stock.chat_template
+    )
+    return model, processor
+
+
 __all__ = ["tiny_qwen2_audio", "tiny_processor", "tiny_config", "SPECIAL_TOKENS"]
