@@ -101,8 +101,14 @@ def _check_matrix(name: str, x, finite: bool = True) -> None:
         raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name} must have at least one row and one column, got shape {tuple(x.shape)}")
-    if finite and not bool(torch.isfinite(x).all()):
+    if finite and not _all_finite(x):
         raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    # min and max propagate NaN and show +-inf, in one pass without an (N, D) boolean temporary.
+    low, high = torch.aminmax(x)
+    return bool(torch.isfinite(low) & torch.isfinite(high))
 
 
 def _check_same_width(name: str, x: torch.Tensor, audio: torch.Tensor) -> None:
@@ -172,12 +178,20 @@ def token_scores(audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
 
 
 def _token_scores(audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    audio = audio.to(torch.float32)
     text = text.to(torch.float32)
     text_unit = text / torch.linalg.vector_norm(text, dim=1, keepdim=True).clamp_min(_NORM_EPS)
     query = text_unit.mean(dim=0)
-    audio_norm = torch.linalg.vector_norm(audio, dim=1).clamp_min(_NORM_EPS)
-    return (audio * query).sum(dim=1) / audio_norm
+    n, d = audio.shape
+    dots = torch.empty(n, dtype=torch.float32, device=audio.device)
+    # Blocks of rows through one small reused buffer: a full (N, D) temporary costs more in fresh
+    # memory pages than in arithmetic. Float32 products whatever the input dtype.
+    step = max(1, 2**20 // d)
+    buffer = torch.empty(min(step, n), d, dtype=torch.float32, device=audio.device)
+    for start in range(0, n, step):
+        block = audio[start : start + step]
+        product = torch.mul(block, query, out=buffer[: block.shape[0]])
+        torch.sum(product, dim=1, out=dots[start : start + step])
+    return dots / torch.linalg.vector_norm(audio, dim=1, dtype=torch.float32).clamp_min(_NORM_EPS)
 
 
 def _frame_budget(frame_scores: torch.Tensor, sizes: torch.Tensor, k: int, temperature: float) -> torch.Tensor:
@@ -385,9 +399,12 @@ def _int8_digits(v: torch.Tensor) -> list[torch.Tensor]:
     """Balanced base-128 digits of an int32 tensor: v = sum_i 128**i * digits[i], digits in [-64, 63]."""
     digits = []
     while True:
-        digit = ((v + 64) & 127) - 64  # two's complement: & 127 is the remainder mod 128
+        digit = v + 64
+        digit &= 127  # two's complement: the remainder mod 128
+        digit -= 64
         digits.append(digit.to(torch.int8))
-        v = (v - digit) >> 7  # exact: v - digit is a multiple of 128
+        v = torch.sub(v, digit, out=digit)
+        v >>= 7  # exact: v - digit is a multiple of 128
         if not bool(v.any()):
             return digits
 
@@ -433,7 +450,8 @@ def _logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
     """
     top = x.amax(dim=dim, keepdim=True)
     shift = 62 - max(1, (x.shape[dim] - 1).bit_length())  # n terms of at most 2**shift fit int64
-    fixed = torch.round(torch.exp(x - top) * 2.0**shift).to(torch.int64)
+    terms = x - top
+    fixed = terms.exp_().mul_(2.0**shift).round_().to(torch.int64)
     total = fixed.sum(dim=dim).to(torch.float64) * 2.0**-shift  # in [1, n]: the max term is 1
     return top.squeeze(dim) + torch.log(total)
 
@@ -508,7 +526,7 @@ def phase2_select(
             raise ValueError(
                 f"tie_break must be a tensor of shape ({n},), got {getattr(tie_break, 'shape', tie_break)}"
             )
-        if not bool(torch.isfinite(tie_break).all()):
+        if not _all_finite(tie_break):
             raise ValueError("tie_break contains NaN or infinite values")
         tie_break = tie_break.to(device=audio.device, dtype=torch.float64)
     if n <= k:
