@@ -8,6 +8,8 @@ and counted with ``torch.utils.flop_counter``. Prints three Markdown tables:
 2. The audio encoder, which the paper leaves out: 1 window (30 s) against 3 (90 s), and its
    share of the whole prefill (encoder + LLM) at each rate.
 3. The analytic activation-memory estimate (bf16) beside the paper's activation column.
+4. How many 90 s recordings per second a GPU prefill would consume, from the FLOPs and an
+   assumed effective throughput (``--gpu-tflops`` x ``--mfu``): the rate the data path must keep.
 
 Usage::
 
@@ -102,16 +104,43 @@ def memory_table(config) -> list[str]:
     return lines
 
 
+def gpu_rate_table(config, peak_tflops: float, mfu: float) -> list[str]:
+    effective = peak_tflops * mfu
+    one = audio_encoder_flops(config, 1) / 1e12
+    lines = [
+        f"Assumed: {peak_tflops:g} TFLOPS peak x {mfu:g} utilisation = {effective:g} TFLOPS effective "
+        "(an assumption, not a measurement).",
+        "",
+        "| case | encoder + LLM TFLOPs per recording | GPU ms per recording | recordings/s to keep up |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    rows = [("original (30 s used)", 1, audio_tokens(0, 750)), ("full", 3, FULL_AUDIO_TOKENS)]
+    rows += [(f"speechprune {rate}", 3, audio_tokens(rate, 750)) for rate in (0.0, 0.8)]
+    for name, windows, n_audio in rows:
+        total = one * windows + llm_prefill_flops(config, n_audio + TEXT_TOKENS, logits="last") / 1e12
+        ms = 1e3 * total / effective
+        lines.append(f"| {name} | {total:.2f} | {ms:.1f} | {1e3 / ms:.1f} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(QWEN2_AUDIO_7B_CONFIG), help="a Qwen2-Audio config.json")
+    parser.add_argument("--gpu-tflops", type=float, default=989.0, help="GPU peak bf16 dense TFLOPS (H100 SXM: 989)")
+    parser.add_argument("--mfu", type=float, default=0.4, help="assumed share of the peak a prefill reaches")
     args = parser.parse_args(argv)
+    if args.gpu_tflops <= 0 or not 0 < args.mfu <= 1:
+        parser.error("--gpu-tflops must be positive and --mfu in (0, 1]")
     sections = [
         ("LLM prefill FLOPs (output head at every position, as the paper counted)", flops_table(args.config)),
         ("Audio encoder FLOPs (not in the paper's column)", encoder_table(args.config)),
         (
             "Activation memory, ESTIMATE (analytic, bf16, eager attention, last-position logits)",
             memory_table(args.config),
+        ),
+        (
+            "Recordings per second one GPU prefill consumes (output head at the last position, as generate())",
+            gpu_rate_table(args.config, args.gpu_tflops, args.mfu),
         ),
     ]
     for title, lines in sections:
