@@ -460,6 +460,11 @@ def test_loading_a_stock_checkpoint_in_the_legacy_layout(tmp_path, stock, proces
     assert (model.config.pruning_method, model.config.pruning_rate) == ("speechprune", 0.4)
     ours, theirs = model.state_dict(), stock.state_dict()
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    # A stock config knows the real Qwen2-Audio special ids, not the tiny tokenizer's: the fallback
+    # query rule must refuse to guess rather than pick wrong tokens.
+    no_mask = {k: v for k, v in spiral_inputs(processor, (40, 10)).items() if k != "query_mask"}
+    with pytest.raises(ValueError, match="special_token_ids"):
+        model(**no_mask)
     inputs = spiral_inputs(processor, (20, 3))
     with torch.no_grad():
         assert torch.equal(model(**inputs, pruning_method="full").logits, stock(**stock_inputs(inputs)).logits)

@@ -200,3 +200,19 @@ def test_bad_audio_shapes_and_counts_are_refused(processor):
         processor(text=[prompt])
     with pytest.raises(ValueError, match="query"):
         processor(text=[prompt], audio=[wave(3)], sampling_rate=SR, query="choices")
+
+
+def test_query_default_is_saved_with_the_processor(processor, tmp_path):
+    with_question = SpeechPruneProcessor(
+        feature_extractor=processor.feature_extractor, tokenizer=processor.tokenizer, query="question"
+    )
+    with_question.save_pretrained(tmp_path)
+    loaded = SpeechPruneProcessor.from_pretrained(tmp_path)
+    assert loaded.query == "question"
+    prompt = loaded.spiral_prompt(QUESTION, CHOICES)
+    inputs = loaded(text=[prompt], audio=[wave(3)], sampling_rate=SR, return_tensors="pt")
+    assert decoded_query(loaded, inputs) == QUESTION
+    both = loaded(text=[prompt], audio=[wave(3)], sampling_rate=SR, return_tensors="pt", query="user_text")
+    assert decoded_query(loaded, both).startswith(QUESTION + "A. ")
+    with pytest.raises(ValueError, match="query"):
+        SpeechPruneProcessor(feature_extractor=processor.feature_extractor, tokenizer=processor.tokenizer, query="x")

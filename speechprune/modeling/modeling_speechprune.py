@@ -256,6 +256,11 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
         # 2. Selection, span by span.
         if method in _QUERY_METHODS and query_mask is None:
             special = self.config.special_token_ids
+            if not all(0 <= i < self.config.text_config.vocab_size for i in special.values()):
+                raise ValueError(
+                    f"query_mask is missing and config.special_token_ids {special} are not all in the vocabulary: "
+                    "pass the processor's query_mask, or set special_token_ids to this tokenizer's ids"
+                )
             query_mask = fallback_query_mask(
                 input_ids, attention_mask, special["<|audio_eos|>"], special["<|im_end|>"], special.values()
             )

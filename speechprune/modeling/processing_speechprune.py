@@ -67,7 +67,31 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
     line only). For a prompt that ``spiral_prompt`` did not make, ``query_mask`` follows SPEC
     section 3's rule with either ``query``: every non-special token after the last
     ``<|audio_eos|>`` up to the next ``<|im_end|>``.
+
+    ``query`` given at construction is the default of every call, and is saved in
+    ``processor_config.json`` (``speechprune export-model --query`` sets it for a model repo).
     """
+
+    def __init__(
+        self,
+        feature_extractor=None,
+        tokenizer=None,
+        chat_template=None,
+        audio_token="<|AUDIO|>",
+        audio_bos_token="<|audio_bos|>",
+        audio_eos_token="<|audio_eos|>",
+        query="user_text",
+    ):
+        _check_query(query)
+        self.query = query
+        super().__init__(
+            feature_extractor,
+            tokenizer,
+            chat_template=chat_template,
+            audio_token=audio_token,
+            audio_bos_token=audio_bos_token,
+            audio_eos_token=audio_eos_token,
+        )
 
     def spiral_prompt(self, question: str, choices: list[str]) -> str:
         """Render SPEC section 5's prompt: chat template, one audio, question, four choices, instruction.
@@ -106,7 +130,7 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
         text: str | list[str] | None = None,
         audio=None,
         sampling_rate: int | None = None,
-        query: str = "user_text",
+        query: str | None = None,
         return_tensors: str | None = None,
         padding: bool | str = True,
         **kwargs,
@@ -117,7 +141,7 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
             text: one prompt or a list of prompts, each holding one ``<|AUDIO|>`` per recording.
             audio: a 1-D float array or a list of them, in the order their placeholders appear.
             sampling_rate: must be 16000 when ``audio`` is given.
-            query: ``"user_text"`` or ``"question"`` (see the class docstring).
+            query: ``"user_text"`` or ``"question"`` (see the class docstring); ``None``: ``self.query``.
             return_tensors, padding, **kwargs: passed to the tokenizer (padding is always on the left).
 
         Returns:
@@ -125,8 +149,8 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
             ``(batch, seq)`` bool and, with audio, ``input_features`` ``(num_windows_total, 128, 3000)``
             and ``feature_attention_mask`` ``(num_windows_total, 3000)``.
         """
-        if query not in ("user_text", "question"):
-            raise ValueError(f"query must be 'user_text' or 'question', got {query!r}")
+        query = self.query if query is None else query
+        _check_query(query)
         if text is None:
             raise ValueError("text is required: the prompt that holds one <|AUDIO|> per recording")
         texts = [text] if isinstance(text, str) else list(text)
@@ -212,6 +236,11 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
             replacements.append(self.audio_token * total)
         audio_inputs = {"input_features": np.stack(features), "feature_attention_mask": np.stack(masks)}
         return audio_inputs, replacements
+
+
+def _check_query(query) -> None:
+    if query not in ("user_text", "question"):
+        raise ValueError(f"query must be 'user_text' or 'question', got {query!r}")
 
 
 def _is_one_recording(audio) -> bool:

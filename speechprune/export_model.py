@@ -1,0 +1,149 @@
+"""``speechprune export-model``: write a Hub-ready SpeechPrune model repo from a Qwen2-Audio checkpoint.
+
+The folder holds everything ``from_pretrained(..., trust_remote_code=True)`` needs: ``config.json``
+with the pruning defaults and an ``auto_map``, the code files of ``speechprune/modeling/`` (they import
+only torch, transformers and each other), the weights as safetensors, the long-audio processor, and a
+model card rendered from ``speechprune/hub_cards/speechprune_model_card.md``.
+
+Example (offline, the tiny random model)::
+
+    speechprune export-model --base tiny --out /tmp/speechprune-tiny --pruning-method speechprune --pruning-rate 0.4
+
+and for the real model (needs the Hub or a local copy)::
+
+    speechprune export-model --base Qwen/Qwen2-Audio-7B-Instruct --out ./Qwen2-Audio-7B-Instruct-SpeechPrune \
+        --pruning-method speechprune --pruning-rate 0.4 --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from huggingface_hub import ModelCard, ModelCardData
+
+from speechprune.modeling.configuration_speechprune import QUERY_MODES, check_pruning_settings
+from speechprune.modeling.pruning import METHODS
+
+CARD_TEMPLATE = Path(__file__).resolve().parent / "hub_cards" / "speechprune_model_card.md"
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base", required=True, help="Qwen2-Audio Hub id or folder, or `tiny` (random test model)")
+    parser.add_argument("--out", required=True, type=Path, help="folder to write the model repo into")
+    parser.add_argument("--revision", default=None, help="branch, tag or commit of --base to load")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument("--seed", type=int, default=0, help="weight seed of --base tiny")
+    parser.add_argument("--pruning-method", default="speechprune", choices=[*METHODS, "none"])
+    parser.add_argument("--pruning-rate", type=float, default=0.2, help="fraction of audio tokens removed, in [0, 1)")
+    parser.add_argument("--phase1-tokens", type=int, default=750)
+    parser.add_argument("--tokens-per-frame", type=int, default=25)
+    parser.add_argument("--phase1-temperature", type=float, default=1.0)
+    parser.add_argument("--query", default="user_text", choices=QUERY_MODES)
+    parser.add_argument("--pruning-seed", type=int, default=0)
+    parser.add_argument("--repo-id", default=None, help="Hub id shown in the card's usage (default: the folder name)")
+    parser.add_argument(
+        "--card-revision", default=None, help="commit to pin in the card's usage (default: a placeholder to replace)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+
+
+def pruning_settings(args) -> dict:
+    """The pruning defaults chosen on the command line, validated as the config validates them."""
+    settings = {
+        "pruning_method": args.pruning_method,
+        "pruning_rate": args.pruning_rate,
+        "phase1_tokens": args.phase1_tokens,
+        "tokens_per_frame": args.tokens_per_frame,
+        "phase1_temperature": args.phase1_temperature,
+        "query": args.query,
+        "pruning_seed": args.pruning_seed,
+    }
+    settings["pruning_method"] = check_pruning_settings(**settings)
+    return settings
+
+
+def load_base(base: str, settings: dict, revision: str | None = None, dtype: str = "auto", seed: int = 0):
+    """``(model, processor)``: ``base`` as SpeechPrune with the given pruning defaults."""
+    from speechprune.modeling.modeling_speechprune import Qwen2AudioSpeechPruneForConditionalGeneration
+    from speechprune.modeling.processing_speechprune import SpeechPruneProcessor
+
+    if base == "tiny":
+        from speechprune.testing import tiny_speechprune
+
+        model, processor = tiny_speechprune(seed=seed, **settings)
+        processor.query = settings["query"]
+        if dtype not in ("auto", "float32"):
+            model = model.to(getattr(torch, dtype))
+        return model, processor
+    processor = SpeechPruneProcessor.from_pretrained(base, revision=revision, query=settings["query"])
+    special = special_token_ids(processor.tokenizer)
+    model, info = Qwen2AudioSpeechPruneForConditionalGeneration.from_pretrained(
+        base, revision=revision, dtype=dtype, special_token_ids=special, output_loading_info=True, **settings
+    )
+    bad = {key: sorted(info[key]) for key in ("missing_keys", "unexpected_keys", "mismatched_keys") if info[key]}
+    if bad:
+        raise ValueError(f"base: the weights of {base!r} do not fit Qwen2-Audio: {bad}")
+    return model.eval(), processor
+
+
+def special_token_ids(tokenizer) -> dict:
+    """The Qwen2-Audio special tokens' ids in ``tokenizer`` (for the model's fallback query rule)."""
+    vocab = tokenizer.get_vocab()
+    ids = {token: vocab[token] for token in SPECIAL_TOKENS if token in vocab}
+    missing = {"<|im_end|>", "<|audio_eos|>"} - set(ids)
+    if missing:
+        raise ValueError(f"base: the tokenizer has no {sorted(missing)} token; is it a Qwen2-Audio checkpoint?")
+    return ids
+
+
+def render_card(model, base: str, settings: dict, repo_id: str, revision: str | None, tiny: bool) -> ModelCard:
+    """The model card: YAML metadata via ``ModelCardData`` and the template's text."""
+    base_model = None if tiny or Path(base).exists() else base
+    card_data = ModelCardData(
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="audio-text-to-text",
+        base_model=base_model,
+        tags=["speechprune", "token-pruning", "qwen2-audio", "long-audio", "custom_code"],
+    )
+    base_line = f"[{base}](https://huggingface.co/{base})" if base_model else "A Qwen2-Audio model"
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(CARD_TEMPLATE),
+        model_name=repo_id.rsplit("/", 1)[-1],
+        base_model_line=base_line,
+        repo_id=repo_id,
+        revision=revision or "<commit-sha>",
+        max_positions=model.config.text_config.max_position_embeddings,
+        tiny=tiny,
+        **settings,
+    )
+
+
+def export_model(args) -> Path:
+    """Write the repo folder; return its path."""
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise ValueError(f"out: {out} is not empty (pass --overwrite to write into it)")
+    settings = pruning_settings(args)
+    model, processor = load_base(args.base, settings, args.revision, args.dtype, args.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)  # safetensors, config with auto_map, generation config, code files
+    processor.save_pretrained(out)  # tokenizer, feature extractor, chat template, processing code
+    repo_id = args.repo_id or out.resolve().name
+    card = render_card(model, args.base, settings, repo_id, args.card_revision, tiny=args.base == "tiny")
+    card.save(out / "README.md")
+    return out
+
+
+def main(args) -> int:
+    out = export_model(args)
+    files = sorted(p.name for p in out.iterdir())
+    print(f"wrote {out}: {', '.join(files)}")
+    return 0
+
+
+__all__ = ["configure", "main", "export_model", "render_card", "load_base", "special_token_ids"]
