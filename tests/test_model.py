@@ -174,9 +174,9 @@ def reference_selection(model, stock, inputs, method, rate, sample_id="0") -> li
     is_audio = (ids == model.config.audio_token_id).int()
     edges = torch.cat([torch.zeros(1, dtype=torch.int), is_audio, torch.zeros(1, dtype=torch.int)]).diff()
     starts, ends = (edges == 1).nonzero().flatten(), (edges == -1).nonzero().flatten()
-    text = stock.get_input_embeddings().weight[ids[inputs.query_mask[0]]]
+    text = stock.get_input_embeddings().weight.detach()[ids[inputs.query_mask[0]]]
     attention = stock.model.language_model.layers[0].self_attn
-    w_q, w_k = attention.q_proj.weight, attention.k_proj.weight
+    w_q, w_k = attention.q_proj.weight.detach(), attention.k_proj.weight.detach()
     kept = []
     for j, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
         audio = embeds[start:end]
