@@ -455,9 +455,9 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
             )
 
     def _with_pruned_ids(self, outputs, pruned_input_ids):
+        self.last_pruned_input_ids = pruned_input_ids
         if not isinstance(outputs, Qwen2AudioCausalLMOutputWithPast):
             return outputs  # return_dict=False: the stock tuple
-        self.last_pruned_input_ids = pruned_input_ids
         return SpeechPruneCausalLMOutput(**outputs, pruned_input_ids=pruned_input_ids)
 
 
