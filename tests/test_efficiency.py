@@ -155,6 +155,7 @@ def test_memory_estimate_terms():
         (lambda: llm_prefill_flops(_tiny_text(), 5, logits="first"), "logits"),
         (lambda: llm_prefill_flops("/nonexistent/config.json", 5), "config"),
         (lambda: audio_encoder_flops(QWEN2_AUDIO_7B_CONFIG, 0), "num_windows"),
+        (lambda: llm_prefill_flops(_seven_b()["audio_config"], 5), "config"),
         (lambda: activation_memory_estimate(_tiny_text(), 5, attention="flash"), "attention"),
     ],
 )

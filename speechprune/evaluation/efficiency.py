@@ -78,8 +78,11 @@ def _build(data: dict, factory) -> torch.nn.Module:
     config = CONFIG_MAPPING[model_type](**{k: v for k, v in data.items() if k != "model_type"})
     # sdpa runs on `meta` (it falls back to its math form there); flash kernels would not.
     config._attn_implementation = "sdpa"
-    with torch.device("meta"):
-        model = factory.from_config(config, attn_implementation="sdpa")
+    try:
+        with torch.device("meta"):
+            model = factory.from_config(config, attn_implementation="sdpa")
+    except ValueError as err:  # e.g. an encoder config where a causal LM is needed
+        raise ValueError(f"config: cannot build a {factory.__name__} from model_type {model_type!r}: {err}") from err
     return model.eval()
 
 
