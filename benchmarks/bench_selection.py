@@ -19,7 +19,11 @@ latter is less disturbed by other processes on shared cores):
 Usage::
 
     python benchmarks/bench_selection.py            # all cores, 5 repeats
-    python benchmarks/bench_selection.py --repeats 3 --threads 2
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_selection.py --repeats 3 --threads 2
+
+On cores shared with other jobs, ``OMP_WAIT_POLICY=PASSIVE`` keeps OpenMP threads from spinning
+while they wait for a descheduled sibling, which otherwise inflates both clocks of the many short
+parallel steps of the selection far more than those of the layer's few large matrix products.
 """
 
 from __future__ import annotations
