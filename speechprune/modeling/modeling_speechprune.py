@@ -139,10 +139,9 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
                 labels=labels,
                 **kwargs,
             )
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        if settings["pruning_method"] == "full":
-            self._check_full(input_ids, input_features, attention_mask, feature_attention_mask)
+        if settings["pruning_method"] == "full":  # the stock code on the caller's own arguments
+            mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+            self._check_full(input_ids, input_features, mask, feature_attention_mask)
             outputs = super().forward(
                 input_ids=input_ids,
                 input_features=input_features,
@@ -154,6 +153,8 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
             return self._with_pruned_ids(outputs, input_ids)
         if kwargs.get("position_ids") is not None or kwargs.get("inputs_embeds") is not None:
             raise ValueError("position_ids and inputs_embeds cannot be combined with pruning: they are rebuilt")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
         pruned = self.prune_inputs(
             input_ids, input_features, attention_mask, feature_attention_mask, query_mask, sample_ids, settings, labels
         )
@@ -190,10 +191,9 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
         )
         if input_features is None or input_ids is None:
             return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        if settings["pruning_method"] == "full":
-            self._check_full(input_ids, input_features, attention_mask, feature_attention_mask)
+        if settings["pruning_method"] == "full":  # the stock code on the caller's own arguments
+            mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+            self._check_full(input_ids, input_features, mask, feature_attention_mask)
             self.last_pruned_input_ids = input_ids
             return super().generate(
                 input_ids=input_ids,
@@ -203,6 +203,8 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
                 pruning_method="full",  # the prefill forward must not fall back to the config's method
                 **kwargs,
             )
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
         pruned = self.prune_inputs(
             input_ids, input_features, attention_mask, feature_attention_mask, query_mask, sample_ids, settings
         )
