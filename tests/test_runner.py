@@ -270,3 +270,20 @@ def test_two_processes_give_the_same_records(base_run, spiral_small, tmp_path):
     ]
     for a, b in zip(two, one):  # batches of 2 pad the shorter prompt: same answer, last-bit differences at most
         assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-4)
+
+
+def test_same_named_dataset_folders_do_not_share_a_cache(spiral_small, tmp_path):
+    """datasets caches a local folder by its name; load_spiral keys the cache on the files instead."""
+    import pyarrow.parquet as pq
+
+    from speechprune.evaluation.loading import load_spiral
+
+    a, b = tmp_path / "a" / "spiral", tmp_path / "b" / "spiral"
+    shutil.copytree(spiral_small, a)
+    shutil.copytree(spiral_small, b)
+    shard = next((b / "data" / "spiral").glob("*.parquet"))
+    pq.write_table(pq.read_table(shard).slice(0, 1), shard)
+    assert len(load_spiral(str(a), "spiral")) == 4
+    assert list(load_spiral(str(b), "spiral")["id"]) == ["lecture_0"]
+    pq.write_table(pq.read_table(next((a / "data" / "spiral").glob("*.parquet"))).slice(1, 2), shard)  # rebuilt
+    assert list(load_spiral(str(b), "spiral")["id"]) == ["meeting_0", "conversation_0"]

@@ -40,11 +40,34 @@ def load_spiral(dataset: str, config: str, limit: int | None = None, revision: s
         raise ValueError(f"config: expected 'spiral' or 'spiral_h', got {config!r}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit: expected a positive number of samples, got {limit}")
-    kwargs = {} if Path(dataset).exists() or revision is None else {"revision": revision}
+    if Path(dataset).is_dir():
+        kwargs = {"cache_dir": str(local_cache_dir(dataset))}
+    else:
+        kwargs = {} if revision is None else {"revision": revision}
     ds = load_dataset(dataset, config, split="test", **kwargs)
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     return ds.cast_column("audio", Audio(sampling_rate=SAMPLING_RATE, num_channels=1))
+
+
+def local_cache_dir(folder: str | Path) -> Path:
+    """A ``datasets`` cache folder of its own for the current files of a local dataset folder.
+
+    ``datasets`` (5.2) names the cache of a local folder with a ``configs:`` card after the
+    folder's *name* and the card, not its path or its files' state: a second folder called
+    ``spiral``, or a rebuilt one, would silently load the first one's rows. The key here is the
+    folder's absolute path and every file's relative path, size and modification time.
+    """
+    import hashlib
+
+    from datasets import config as datasets_config
+
+    root = Path(folder).resolve()
+    digest = hashlib.sha256(str(root).encode())
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and ".spiral-build" not in p.parts):
+        stat = path.stat()
+        digest.update(f"\0{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return Path(datasets_config.HF_DATASETS_CACHE) / "speechprune-local" / digest.hexdigest()[:16]
 
 
 def decode_audio(decoder) -> torch.Tensor:
@@ -128,4 +151,12 @@ def model_revision(model: str, revision: str | None = None) -> str:
     return sha
 
 
-__all__ = ["SAMPLING_RATE", "load_spiral", "decode_audio", "dataset_identity", "load_model", "model_revision"]
+__all__ = [
+    "SAMPLING_RATE",
+    "load_spiral",
+    "local_cache_dir",
+    "decode_audio",
+    "dataset_identity",
+    "load_model",
+    "model_revision",
+]
