@@ -473,3 +473,22 @@ def test_bad_input_raises_value_error_naming_the_argument(index):
     name, call = _bad_inputs()[index]
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_inputs_that_require_grad_are_accepted():
+    """Selection is index-valued: tensors from a training graph must select like detached ones."""
+    g = torch.Generator().manual_seed(7)
+    audio = torch.randn(120, 16, generator=g)
+    text = torch.randn(5, 16, generator=g)
+    wq, wk = torch.randn(16, 16, generator=g), torch.randn(16, 16, generator=g)
+    expected = pruning.speechprune_select(audio, text, wq, wk, rate=0.5, phase1_tokens=60)
+    got = pruning.speechprune_select(
+        audio.requires_grad_(),
+        text.requires_grad_(),
+        wq.requires_grad_(),
+        wk.requires_grad_(),
+        rate=0.5,
+        phase1_tokens=60,
+    )
+    assert torch.equal(got, expected)
+    assert torch.equal(pruning.token_scores(audio, text), pruning.token_scores(audio.detach(), text.detach()))

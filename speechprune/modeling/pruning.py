@@ -158,6 +158,7 @@ def final_count(num_tokens: int, rate: float, phase1_tokens: int = 750) -> int:
 # Phase 1: token-text similarity with a frame-adaptive budget
 
 
+@torch.no_grad()  # selection yields indices; inputs that require grad must not break it
 def token_scores(audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """Phase 1 step 2: s_j = mean over query rows l of cos(audio_j, text_l), float32, shape ``(N,)``.
 
@@ -235,6 +236,7 @@ def _phase1_from_scores(scores: torch.Tensor, k: int, tokens_per_frame: int, tem
     return torch.sort(kept).values
 
 
+@torch.no_grad()  # selection yields indices; inputs that require grad must not break it
 def phase1_select(
     audio: torch.Tensor, text: torch.Tensor, k: int, tokens_per_frame: int = 25, temperature: float = 1.0
 ) -> torch.Tensor:
