@@ -84,6 +84,11 @@ def dataset_identity(ds) -> dict:
     return {"fingerprint": ds._fingerprint, "num_rows": len(ds), "audio_source": sources}
 
 
+def is_tiny(model: str) -> bool:
+    """Whether ``--model`` names the embedded tiny model (``tiny`` or ``tiny-seed<N>``)."""
+    return _TINY.fullmatch(model) is not None
+
+
 def load_model(
     model: str,
     revision: str | None = None,

@@ -40,7 +40,10 @@ class PrefillMeter:
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
-        self.cuda = next(model.parameters()).device.type == "cuda"
+        # Statistics of the device holding the first weights (with a device_map over several
+        # GPUs: that one only).
+        self.device = next(model.parameters()).device
+        self.cuda = self.device.type == "cuda"
         self.ms = self.peak_bytes = self.activation_bytes = self.selection = None
         self.calls = 0
 
@@ -49,8 +52,8 @@ class PrefillMeter:
         if self.calls > 1:  # a decoding step
             return
         if self.cuda:
-            torch.cuda.synchronize()
-            self.peak_bytes = int(torch.cuda.max_memory_allocated())
+            torch.cuda.synchronize(self.device)
+            self.peak_bytes = int(torch.cuda.max_memory_allocated(self.device))
             self.activation_bytes = self.peak_bytes - self._allocated
         self.ms = (time.perf_counter() - self._start) * 1000.0
         selection = getattr(module, "last_selection", None)
@@ -59,9 +62,9 @@ class PrefillMeter:
     def __enter__(self) -> PrefillMeter:
         self._hook = self.model.register_forward_hook(self._after_forward)
         if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self._allocated = torch.cuda.memory_allocated()
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._allocated = torch.cuda.memory_allocated(self.device)
         self._start = time.perf_counter()
         return self
 
@@ -110,11 +113,11 @@ class EncoderCache:
             return self._windows
         cuda = input_features.device.type == "cuda"
         if cuda:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(input_features.device)
         start = time.perf_counter()
         self._windows = self._original(input_features, feature_attention_mask, dtype)
         if cuda:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(input_features.device)
         self.ms = (time.perf_counter() - start) * 1000.0
         self._key = key  # holds the tensors, so their identity cannot be recycled while cached
         return self._windows

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
-from speechprune.evaluation import checkpoint, outputs
+from speechprune.evaluation import checkpoint, outputs, results
 from speechprune.evaluation.evaluator import Evaluator, Variant, parse_variants
-from speechprune.evaluation.loading import dataset_identity, load_model, load_spiral
+from speechprune.evaluation.loading import dataset_identity, is_tiny, load_model, load_spiral
 from speechprune.evaluation.scoring import LETTERS
 
 logger = logging.getLogger(__name__)
@@ -164,6 +164,21 @@ def _process_state():
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
 
 
+def _open_output(state, output: Path, config: dict) -> list[dict]:
+    """Check or store the run config, repair cut-short records, and return the records already made."""
+    # Every process compares before anyone writes, so a mismatch stops all of them together.
+    resumed = checkpoint.check_run_config(output, config)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        if not resumed:
+            checkpoint.write_run_config(output, config)
+        for path in (output / checkpoint.RECORDS_DIR).glob("rank-*.jsonl"):
+            if checkpoint.repair_tail(path):
+                logger.warning("dropped a cut-short last record in %s (the run was interrupted)", path)
+    state.wait_for_everyone()  # nobody reads before the repair
+    return checkpoint.load_records(output)
+
+
 def evaluate(args: argparse.Namespace) -> dict | None:
     """Run (or resume) the evaluation and write every output.
 
@@ -179,9 +194,8 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     if args.max_new_tokens < 1:
         raise ValueError(f"max_new_tokens: expected at least 1, got {args.max_new_tokens}")
     variants = parse_variants(args.methods, args.rates)
-    tiny = args.model.startswith("tiny")
     if args.flops_config is None:
-        args.flops_config = "qwen2-audio-7b" if tiny else "model"
+        args.flops_config = "qwen2-audio-7b" if is_tiny(args.model) else "model"
     state = _process_state()
     output = Path(args.output)
 
@@ -200,17 +214,7 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         model.to(state.device)
     config = run_config(args, variants, revision, identity)
 
-    # Every process compares before anyone writes, so a mismatch stops all of them together.
-    resumed = checkpoint.check_run_config(output, config)
-    state.wait_for_everyone()
-    if state.is_main_process:
-        if not resumed:
-            checkpoint.write_run_config(output, config)
-        for path in (output / checkpoint.RECORDS_DIR).glob("rank-*.jsonl"):
-            if checkpoint.repair_tail(path):
-                logger.warning("dropped a cut-short last record in %s (the run was interrupted)", path)
-    state.wait_for_everyone()
-    previous = checkpoint.load_records(output)
+    previous = _open_output(state, output, config)
     done = {checkpoint.record_key(r) for r in previous}
 
     cost_config, dtype_bytes = _cost_config(args.flops_config, model)
@@ -247,11 +251,22 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     check_complete(records, ids, variants, args.circular)
     records = canonical_order(records, ids, variants)
     checkpoint.write_jsonl(output / "samples.jsonl", records)
-    device = str(model.device) if model.device.type == "cpu" else torch.cuda.get_device_name(model.device)
-    architecture = "Qwen2-Audio-7B" if args.flops_config == "qwen2-audio-7b" else str(args.flops_config)
-    if args.flops_config == "model":
-        architecture = f"evaluated model's ({args.model})"
-    results_config = outputs.results.make_config(
+    paths = {"samples": output / "samples.jsonl"}
+    config = results_config(args, variants, model, revision, identity, state.num_processes)
+    notes = [outputs.TINY_NOTE] if is_tiny(args.model) else []
+    paths.update(outputs.write_run_outputs(output, records, config, len(ids), notes))
+    maps = outputs.write_pruning_maps(output, records, dataset)
+    if maps:
+        paths["pruning_map"] = maps[0].parent
+    return {"records": records, "paths": paths}
+
+
+def results_config(args, variants: list[Variant], model, revision: str, identity: dict, num_processes: int) -> dict:
+    """The ``config`` block of results.json: what produced the numbers, and what each cost column measured."""
+    cuda = model.device.type == "cuda"
+    device = torch.cuda.get_device_name(model.device) if cuda else str(model.device)
+    architecture = {"qwen2-audio-7b": "Qwen2-Audio-7B", "model": f"evaluated model's ({args.model})"}
+    return results.make_config(
         model_id=args.model,
         model_revision=revision,
         dataset_id=str(args.dataset),
@@ -262,23 +277,16 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         circular=args.circular,
         pruning={"methods": [v.method for v in variants], "rates": sorted({v.rate for v in variants} - {None})},
         seeds={"pruning_seed": args.seed},
-        num_processes=state.num_processes,
+        num_processes=num_processes,
         query=args.query,
         dtype=str(model.dtype).removeprefix("torch."),
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens if args.scoring == "generate" else None,
         flops_config=args.flops_config,
         measurements=outputs.measurements(
-            device, architecture, args.batch_size, model.device.type == "cuda", args.audio_cache
+            device, architecture.get(args.flops_config, args.flops_config), args.batch_size, cuda, args.audio_cache
         ),
     )
-    notes = [outputs.TINY_NOTE] if tiny else []
-    paths = {"samples": output / "samples.jsonl"}
-    paths.update(outputs.write_run_outputs(output, records, results_config, len(ids), notes))
-    maps = outputs.write_pruning_maps(output, records, dataset)
-    if maps:
-        paths["pruning_map"] = maps[0].parent
-    return {"records": records, "paths": paths}
 
 
 def main(args: argparse.Namespace) -> int:
