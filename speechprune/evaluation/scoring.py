@@ -25,7 +25,8 @@ import hashlib
 
 import torch
 
-LETTERS = ("A", "B", "C", "D")
+# The metric module owns the letters and the one answer parser (docs/CONTRACTS.md).
+from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import LETTERS, parse_answer
 
 
 def rotate_choices(choices: list[str], answer: str, rotation: int) -> tuple[list[str], str]:
@@ -112,8 +113,6 @@ def generated_answers(new_token_ids: torch.Tensor, tokenizer, choices: list[list
     Returns:
         One dict per row: ``text`` (the raw decoded output) and ``letter`` (``None`` = invalid).
     """
-    from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import parse_answer
-
     texts = tokenizer.batch_decode(new_token_ids, skip_special_tokens=True)
     return [{"text": text, "letter": parse_answer(text, options)} for text, options in zip(texts, choices)]
 
