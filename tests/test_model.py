@@ -468,3 +468,21 @@ def test_loading_a_stock_checkpoint_in_the_legacy_layout(tmp_path, stock, proces
     inputs = spiral_inputs(processor, (20, 3))
     with torch.no_grad():
         assert torch.equal(model(**inputs, pruning_method="full").logits, stock(**stock_inputs(inputs)).logits)
+
+
+@pytest.mark.parametrize("method", ["full", "none"])
+def test_prune_inputs_with_full_keeps_every_token(model, stock, processor, method):
+    """The public ``prune_inputs`` with ``full`` (or its alias) must keep everything, not fall through to a pruner."""
+    inputs = spiral_inputs(processor, (45, 1))
+    with torch.no_grad():
+        pruned = model.prune_inputs(
+            inputs.input_ids,
+            inputs.input_features,
+            inputs.attention_mask,
+            inputs.feature_attention_mask,
+            inputs.query_mask,
+            settings={"pruning_method": method, "pruning_rate": 0.5},
+        )
+    assert model.last_selection[0]["num_kept"] == model.last_selection[0]["num_audio_tokens"] == 1125
+    assert torch.equal(pruned.input_ids, inputs.input_ids)
+    torch.testing.assert_close(pruned.inputs_embeds, captured_embeds(stock, inputs), rtol=0, atol=1e-5)

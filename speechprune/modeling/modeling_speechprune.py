@@ -238,9 +238,11 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
     ) -> PrunedInputs:
         """Steps 1-3 of the module docstring: the pruned ids, embeddings, mask (and labels) for the LM.
 
-        Also sets ``last_selection`` and ``last_pruned_input_ids``.
+        ``settings``: any of the per-call settings of :meth:`forward` by name (the config supplies the
+        rest; validated here). Also sets ``last_selection`` and ``last_pruned_input_ids``.
         """
-        settings = settings or self._settings({}, None, None, None, None, None, None)
+        given = settings or {}
+        settings = self._settings({}, *(given.get(name) for name in (*_SETTING_NAMES, "pruning_seed")))
         method = settings["pruning_method"]
         self._check_features(input_features, feature_attention_mask)
         if sample_ids is not None and len(sample_ids) != input_ids.shape[0]:
@@ -347,6 +349,8 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
         n = tokens.shape[0]
         with torch.no_grad():
             tokens = tokens.detach()
+            if method == "full":  # only reached through prune_inputs: keep every token
+                return torch.arange(n)
             if method == "original":
                 return torch.arange(min(n, self._tokens_per_window()))
             k2 = pruning.final_count(n, rate, settings["phase1_tokens"])
