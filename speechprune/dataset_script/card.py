@@ -17,6 +17,7 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from ..evaluate_metric.spiral_accuracy.spiral_accuracy import majority_letter
 from .records import CATEGORIES, LETTERS
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "hub_cards" / "spiral_dataset_card.md"
@@ -41,8 +42,9 @@ def config_stats(answers: list[str], categories: list[str], durations: list[floa
     66.66666666666667
     """
     rows = len(answers)
-    letters = Counter(answers)
-    majority_letter, majority_count = max(((letter, letters[letter]) for letter in LETTERS), key=lambda x: x[1])
+    letters, category_counts = Counter(answers), Counter(categories)
+    # the metric's rule (ties to the earlier letter), so the card and results.json name the same baseline
+    majority = majority_letter(answers)[0] if rows else None
     duration = {"mean": 0.0, "median": 0.0, "min": 0.0, "max": 0.0, "std": 0.0, "total_hours": 0.0}
     if durations:
         duration = {
@@ -55,11 +57,11 @@ def config_stats(answers: list[str], categories: list[str], durations: list[floa
         }
     return {
         "rows": rows,
-        "categories": {name: Counter(categories)[name] for name in CATEGORIES},
+        "categories": {name: category_counts[name] for name in CATEGORIES},
         "letters": {letter: letters[letter] for letter in LETTERS},
         "letter_percent": {letter: 100 * letters[letter] / rows if rows else 0.0 for letter in LETTERS},
-        "majority_letter": majority_letter if rows else "-",
-        "majority_percent": 100 * majority_count / rows if rows else 0.0,
+        "majority_letter": majority or "-",
+        "majority_percent": 100 * letters[majority] / rows if rows else 0.0,
         "duration": duration,
     }
 
