@@ -17,8 +17,8 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from ..evaluate_metric.spiral_accuracy.spiral_accuracy import majority_letter
-from .records import CATEGORIES, LETTERS
+from ..evaluate_metric.spiral_accuracy.spiral_accuracy import LETTERS, majority_letter
+from .records import CATEGORIES
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "hub_cards" / "spiral_dataset_card.md"
 CONFIG_GLOBS = {"spiral": "data/spiral/test-*.parquet", "spiral_h": "data/spiral_h/test-*.parquet"}

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-LETTERS = ("A", "B", "C", "D")
+from ..evaluate_metric.spiral_accuracy.spiral_accuracy import LETTERS
+
 CATEGORIES = ("lecture", "meeting", "conversation")
 _GENDER_SUFFIX = re.compile(r"_([FM])\.[A-Za-z0-9]+$")
 _WHITESPACE = re.compile(r"\s+")
