@@ -21,7 +21,7 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import Qwen2AudioConfig
 
-from .pruning import METHODS
+from .pruning import resolve_method
 
 QUERY_MODES = ("user_text", "question")
 
@@ -35,15 +35,6 @@ QWEN2_AUDIO_SPECIAL_TOKEN_IDS = {
     "<|audio_bos|>": 151647,
     "<|audio_eos|>": 151648,
 }
-
-
-def normalize_method(method: str) -> str:
-    """Return the canonical method name (``"none"`` -> ``"full"``) or raise naming ``pruning_method``."""
-    if method == "none":
-        return "full"
-    if method not in METHODS:
-        raise ValueError(f"pruning_method must be one of {METHODS} (or 'none'), got {method!r}")
-    return method
 
 
 def check_pruning_settings(
@@ -61,7 +52,7 @@ def check_pruning_settings(
     Shared by the config (at construction) and the model (for per-call overrides), so a bad
     value fails the same way wherever it comes from, with an error naming the field.
     """
-    method = normalize_method(pruning_method)
+    method = resolve_method(pruning_method, argument="pruning_method")
     if isinstance(pruning_rate, bool) or not isinstance(pruning_rate, (int, float)) or not 0 <= pruning_rate < 1:
         raise ValueError(f"pruning_rate must be a number in [0, 1), got {pruning_rate!r}")
     for name, value in (("phase1_tokens", phase1_tokens), ("tokens_per_frame", tokens_per_frame)):
@@ -147,4 +138,4 @@ class SpeechPruneConfig(Qwen2AudioConfig):
         }
 
 
-__all__ = ["SpeechPruneConfig", "check_pruning_settings", "normalize_method", "QUERY_MODES"]
+__all__ = ["SpeechPruneConfig", "check_pruning_settings", "QUERY_MODES"]

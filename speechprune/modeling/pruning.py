@@ -49,17 +49,18 @@ _EXACT_F32 = 2**24
 _EXACT_F64 = 2**53
 
 
-def resolve_method(name: str) -> str:
+def resolve_method(name: str, argument: str = "method") -> str:
     """The canonical method name for ``name`` (``"none"`` -> ``"full"``).
+
+    ``argument`` is the name the error gives the bad value (the config says ``pruning_method``).
 
     Example:
         >>> resolve_method("none"), resolve_method("speechprune")
         ('full', 'speechprune')
     """
-    method = METHOD_ALIASES.get(name, name)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS + tuple(METHOD_ALIASES)}, got {name!r}")
-    return method
+    if name not in METHODS + tuple(METHOD_ALIASES):
+        raise ValueError(f"{argument} must be one of {METHODS + tuple(METHOD_ALIASES)}, got {name!r}")
+    return METHOD_ALIASES.get(name, name)
 
 
 # ---------------------------------------------------------------------------------------------
