@@ -420,12 +420,12 @@ def _write_hard_shards(
     out: Path, spiral_paths: list[Path], hard: set[str], rows_per_shard: int, tmp_dir
 ) -> list[Path]:
     """Write ``data/spiral_h`` from the spiral shards: the rows whose id is in ``hard``, in spiral order."""
-    order = [i for i in shard_io.read_column(spiral_paths, "id") if i in hard]
-    ranges = shard_io.shard_ranges(len(order), rows_per_shard)
-    paths = [out / "data" / "spiral_h" / shard_io.shard_name(k, len(ranges)) for k in range(len(ranges))]
-    home = {}  # id -> the spiral shard holding it
+    home = {}  # hard id -> the spiral shard holding it, in spiral order
     for path in spiral_paths:
         home.update((i, path) for i in shard_io.read_column([path], "id") if i in hard)
+    order = list(home)
+    ranges = shard_io.shard_ranges(len(order), rows_per_shard)
+    paths = [out / "data" / "spiral_h" / shard_io.shard_name(k, len(ranges)) for k in range(len(ranges))]
     for k in range(len(ranges)):
         if paths[k].exists():
             continue
