@@ -53,7 +53,15 @@ _QUERY_METHODS = ("speechprune", "phase1", "phase2")
 # Auto classes that resolve to this model in a saved repo (besides AutoModel): the ones whose
 # transformers mapping holds stock Qwen2-Audio's generation class.
 GENERATION_AUTO_CLASSES = ("AutoModelForMultimodalLM", "AutoModelForSeq2SeqLM")
-_SETTING_NAMES = ("pruning_method", "pruning_rate", "phase1_tokens", "tokens_per_frame", "phase1_temperature")
+# The per-call settings, in the order of `_settings`'s arguments.
+_SETTING_NAMES = (
+    "pruning_method",
+    "pruning_rate",
+    "phase1_tokens",
+    "tokens_per_frame",
+    "phase1_temperature",
+    "pruning_seed",
+)
 
 
 @dataclass
@@ -242,7 +250,7 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
         rest; validated here). Also sets ``last_selection`` and ``last_pruned_input_ids``.
         """
         given = settings or {}
-        settings = self._settings({}, *(given.get(name) for name in (*_SETTING_NAMES, "pruning_seed")))
+        settings = self._settings({}, *(given.get(name) for name in _SETTING_NAMES))
         method = settings["pruning_method"]
         self._check_features(input_features, feature_attention_mask)
         if sample_ids is not None and len(sample_ids) != input_ids.shape[0]:
@@ -407,10 +415,10 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
             raise ValueError("query is applied by the processor: pass query=... to SpeechPruneProcessor instead")
         unknown = [k for k in kwargs if k.startswith("pruning") or k in ("sample_id", "rate", "method")]
         if unknown:
-            raise ValueError(f"unknown pruning argument(s) {unknown}; known: {(*_SETTING_NAMES, 'pruning_seed')}")
+            raise ValueError(f"unknown pruning argument(s) {unknown}; known: {_SETTING_NAMES}")
         settings = self.config.pruning_settings()
         given = (method, rate, phase1_tokens, tokens_per_frame, temperature, seed)
-        for name, value in zip((*_SETTING_NAMES, "pruning_seed"), given):
+        for name, value in zip(_SETTING_NAMES, given):
             if value is not None:
                 settings[name] = value
         settings["pruning_method"] = check_pruning_settings(**settings)
