@@ -70,13 +70,13 @@ def resample(wave: np.ndarray, rate_in: int, rate_out: int = SAMPLING_RATE) -> n
 
 def normalize_loudness(wave: np.ndarray, target_lufs: float = TARGET_LUFS) -> np.ndarray:
     """Scale ``wave`` (24 kHz) to ``target_lufs`` integrated loudness, measured with pyloudnorm."""
-    meter = pyloudnorm.Meter(SAMPLING_RATE)
-    measured = meter.integrated_loudness(wave.astype(np.float64))
+    wave64 = wave.astype(np.float64)
+    measured = pyloudnorm.Meter(SAMPLING_RATE).integrated_loudness(wave64)
     if not np.isfinite(measured):
         raise ValueError("cannot normalise the loudness of a silent recording")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pyloudnorm warns about peaks above 1; the caller checks them
-        return pyloudnorm.normalize.loudness(wave.astype(np.float64), measured, target_lufs).astype(np.float32)
+        warnings.simplefilter("ignore")  # pyloudnorm warns about peaks above 1; encode_flac clips them
+        return pyloudnorm.normalize.loudness(wave64, measured, target_lufs).astype(np.float32)
 
 
 def _pause(record_id: str, index: int, bounds: tuple[float, float], rate: int) -> int:
@@ -166,7 +166,7 @@ def load_authors_audio(record: SpiralRecord, root: str | Path) -> Recording:
 
 
 def encode_flac(recording: Recording) -> bytes:
-    """FLAC bytes of ``recording`` (24 kHz mono). Samples beyond full scale are clipped (and counted by callers)."""
+    """FLAC bytes of ``recording`` (24 kHz mono). Samples beyond full scale are clipped to [-1, 1]."""
     buffer = io.BytesIO()
     sf.write(buffer, np.clip(recording.wave, -1.0, 1.0), SAMPLING_RATE, format="FLAC", subtype=recording.subtype)
     return buffer.getvalue()
