@@ -128,6 +128,16 @@ def test_full_is_the_stock_model_bit_for_bit(model, stock, processor, seconds):
     assert torch.equal(greedy(model, inputs, pruning_method="full"), greedy(stock, stock_inputs(inputs)))
 
 
+def test_full_without_attention_mask_is_the_stock_model(model, stock, processor):
+    """The stock model accepts ``attention_mask=None``; ``full`` must hand it on and still record every token."""
+    inputs = spiral_inputs(processor, (45, 45))
+    no_mask = {k: inputs[k] for k in ("input_ids", "input_features", "feature_attention_mask")}
+    with torch.no_grad():
+        assert torch.equal(model(**no_mask, pruning_method="full").logits, stock(**no_mask).logits)
+    assert model.last_selection[0]["num_kept"] == int((inputs.input_ids == model.config.audio_token_id).sum())
+    assert torch.equal(greedy(model, no_mask, n=3, pruning_method="full"), greedy(stock, no_mask, n=3))
+
+
 def test_none_is_full_and_full_is_the_default():
     model, processor = tiny_speechprune(seed=0, pruning_method="none")
     stock = tiny_qwen2_audio(seed=0)[0]

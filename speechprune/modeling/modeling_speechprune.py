@@ -148,8 +148,7 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
                 **kwargs,
             )
         if settings["pruning_method"] == "full":  # the stock code on the caller's own arguments
-            mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-            self._check_full(input_ids, input_features, mask, feature_attention_mask)
+            self._check_full(input_ids, input_features, attention_mask, feature_attention_mask)
             outputs = super().forward(
                 input_ids=input_ids,
                 input_features=input_features,
@@ -200,8 +199,7 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
         if input_features is None or input_ids is None:
             return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if settings["pruning_method"] == "full":  # the stock code on the caller's own arguments
-            mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-            self._check_full(input_ids, input_features, mask, feature_attention_mask)
+            self._check_full(input_ids, input_features, attention_mask, feature_attention_mask)
             self.last_pruned_input_ids = input_ids
             return super().generate(
                 input_ids=input_ids,
@@ -294,7 +292,7 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
                 keep[b, start:end] = False
                 keep[b, start + kept] = True
                 records.append(_record(kept.cpu(), end - start))
-            selection.append(records[0] if len(records) == 1 else records)
+            selection.append(_sample_entry(records))
         self._check_positions(keep)
 
         # 3. Drop the unselected placeholders and left-pad again.
@@ -446,18 +444,21 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
             raise ValueError("input_features contain NaN or inf: check the recordings for NaN or inf samples")
 
     def _check_full(self, input_ids, input_features, attention_mask, feature_attention_mask) -> None:
-        """Refuse bad input for the stock path too, and record a keep-everything selection."""
+        """Refuse bad input for the stock path too, and record a keep-everything selection.
+
+        ``attention_mask`` may be ``None`` (every position real), as the stock forward allows.
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
         self._check_features(input_features, feature_attention_mask)
         spans = find_spans(input_ids, attention_mask, self.config.audio_token_id)
         frames = feature_attention_mask.sum(-1)
         _, token_lengths = self.model.audio_tower._get_feat_extract_output_lengths(frames)
         assign_windows(spans, [int(n) for n in token_lengths], self._tokens_per_window())
         self._check_positions(attention_mask.bool())
-        selection = []
-        for row in spans:
-            records = [_record(torch.arange(end - start), end - start) for start, end in row]
-            selection.append(records[0] if len(records) == 1 else records)
-        self.last_selection = selection
+        self.last_selection = [
+            _sample_entry([_record(torch.arange(end - start), end - start) for start, end in row]) for row in spans
+        ]
 
     def _check_positions(self, keep: torch.Tensor) -> None:
         limit = self.config.text_config.max_position_embeddings
@@ -473,6 +474,11 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
         if not isinstance(outputs, Qwen2AudioCausalLMOutputWithPast):
             return outputs  # return_dict=False: the stock tuple
         return SpeechPruneCausalLMOutput(**outputs, pruned_input_ids=pruned_input_ids)
+
+
+def _sample_entry(records: list[dict]) -> dict | list[dict]:
+    """One sample's ``last_selection`` entry: its one span's record, else the list (empty: no audio)."""
+    return records[0] if len(records) == 1 else records
 
 
 def _record(kept: torch.Tensor, num_tokens: int) -> dict:
