@@ -129,11 +129,8 @@ def _cached(cache: Path, index: int, record_id: str) -> dict | None:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _check_free_space(out: Path, rows: int, hard_rows: int) -> int:
