@@ -23,11 +23,15 @@ from pathlib import Path
 import torch
 from huggingface_hub import ModelCard, ModelCardData
 
-from speechprune.modeling.configuration_speechprune import QUERY_MODES, check_pruning_settings
+from speechprune.modeling.configuration_speechprune import (
+    FALLBACK_RULE_TOKENS,
+    QUERY_MODES,
+    QWEN2_AUDIO_SPECIAL_TOKEN_IDS,
+    check_pruning_settings,
+)
 from speechprune.modeling.pruning import METHODS
 
 CARD_TEMPLATE = Path(__file__).resolve().parent / "hub_cards" / "speechprune_model_card.md"
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -92,8 +96,8 @@ def load_base(base: str, settings: dict, revision: str | None = None, dtype: str
 def special_token_ids(tokenizer) -> dict:
     """The Qwen2-Audio special tokens' ids in ``tokenizer`` (for the model's fallback query rule)."""
     vocab = tokenizer.get_vocab()
-    ids = {token: vocab[token] for token in SPECIAL_TOKENS if token in vocab}
-    missing = {"<|im_end|>", "<|audio_eos|>"} - set(ids)
+    ids = {token: vocab[token] for token in QWEN2_AUDIO_SPECIAL_TOKEN_IDS if token in vocab}
+    missing = set(FALLBACK_RULE_TOKENS) - set(ids)
     if missing:
         raise ValueError(f"base: the tokenizer has no {sorted(missing)} token; is it a Qwen2-Audio checkpoint?")
     return ids

@@ -35,6 +35,8 @@ QWEN2_AUDIO_SPECIAL_TOKEN_IDS = {
     "<|audio_bos|>": 151647,
     "<|audio_eos|>": 151648,
 }
+# The two of them that the fallback rule looks for: `special_token_ids` must name both.
+FALLBACK_RULE_TOKENS = ("<|audio_eos|>", "<|im_end|>")
 
 
 def check_pruning_settings(
@@ -120,7 +122,7 @@ class SpeechPruneConfig(Qwen2AudioConfig):
         )
         if self.special_token_ids is None:
             self.special_token_ids = dict(QWEN2_AUDIO_SPECIAL_TOKEN_IDS)
-        missing = {"<|im_end|>", "<|audio_eos|>"} - set(self.special_token_ids)
+        missing = set(FALLBACK_RULE_TOKENS) - set(self.special_token_ids)
         if missing:
             raise ValueError(f"special_token_ids must name {sorted(missing)}, got {sorted(self.special_token_ids)}")
         super().__post_init__(**kwargs)
@@ -138,4 +140,10 @@ class SpeechPruneConfig(Qwen2AudioConfig):
         }
 
 
-__all__ = ["SpeechPruneConfig", "check_pruning_settings", "QUERY_MODES"]
+__all__ = [
+    "SpeechPruneConfig",
+    "check_pruning_settings",
+    "QUERY_MODES",
+    "QWEN2_AUDIO_SPECIAL_TOKEN_IDS",
+    "FALLBACK_RULE_TOKENS",
+]
