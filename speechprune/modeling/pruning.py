@@ -327,15 +327,8 @@ def binarize_weights(q_weight: torch.Tensor, k_weight: torch.Tensor, head_dim: i
     entry = _WEIGHT_CACHE.get(key)
     if entry is not None:
         q_ref, k_ref, q_version, k_version, packed = entry
-        if (
-            q_ref() is q_weight
-            and k_ref() is k_weight
-            and (q_version, k_version)
-            == (
-                _version(q_weight),
-                _version(k_weight),
-            )
-        ):
+        same_tensors = q_ref() is q_weight and k_ref() is k_weight  # ids are reused once a tensor is freed
+        if same_tensors and (q_version, k_version) == (_version(q_weight), _version(k_weight)):
             _WEIGHT_CACHE.move_to_end(key)
             return packed
         del _WEIGHT_CACHE[key]
