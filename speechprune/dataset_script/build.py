@@ -20,7 +20,9 @@ Example:
     $ speechprune build-spiral --annotations ../shared/spiral/data.jsonl --hard ../shared/spiral/data_h.jsonl \\
           --out spiral --workers 2
     >>> from datasets import load_dataset  # doctest: +SKIP
-    >>> load_dataset("spiral", "spiral_h", split="test").num_rows  # doctest: +SKIP
+    >>> from speechprune.evaluation.loading import local_cache_dir  # doctest: +SKIP
+    >>> cache = str(local_cache_dir("spiral"))  # datasets would cache a local folder by its name  # doctest: +SKIP
+    >>> load_dataset("spiral", "spiral_h", split="test", cache_dir=cache).num_rows  # doctest: +SKIP
     401
 """
 
