@@ -7,6 +7,9 @@ the kept positions chosen by calling ``pruning.py`` directly, and the stock lang
 head run on what is left.
 """
 
+import doctest
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -496,3 +499,24 @@ def test_prune_inputs_with_full_keeps_every_token(model, stock, processor, metho
     assert model.last_selection[0]["num_kept"] == model.last_selection[0]["num_audio_tokens"] == 1125
     assert torch.equal(pruned.input_ids, inputs.input_ids)
     torch.testing.assert_close(pruned.inputs_embeds, captured_embeds(stock, inputs), rtol=0, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# The usage examples in the docstrings
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "speechprune.modeling.pruning",
+        "speechprune.modeling.audio_spans",
+        "speechprune.modeling.configuration_speechprune",
+        "speechprune.modeling.processing_speechprune",
+        "speechprune.modeling.modeling_speechprune",
+        "speechprune.testing",
+    ],
+)
+def test_module_doctests_pass(name):
+    """Every docstring example of the Hub-copied files (and the tiny model) runs and prints what it says."""
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0, result
