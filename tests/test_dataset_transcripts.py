@@ -139,3 +139,17 @@ def test_prompt_speaker_lines(kind):
 
     text = build_prompt("History", "Maps", kind, 1 if kind == "lecture" else 3)[-1]["content"]
     assert ("One speaker, labelled spk_1" in text) == (kind == "lecture")
+    labels = ["spk_1"] if kind == "lecture" else ["spk_1", "spk_2", "spk_3"]
+    assert kind in text and "History" in text and "Maps" in text
+    assert all(f'"{label}": "F or M"' in text for label in labels) and '"spk_4"' not in text
+    if kind == "conversation":
+        assert "3 speakers, labelled spk_1, spk_2, spk_3, take turns" in text
+
+
+def test_prompt_rejects_bad_arguments():
+    from speechprune.dataset_script.transcripts import build_prompt
+
+    with pytest.raises(ValueError, match="type must be one of"):
+        build_prompt("History", "Maps", "podcast", 1)
+    with pytest.raises(ValueError, match="speakers must be >= 1"):
+        build_prompt("History", "Maps", "lecture", 0)
