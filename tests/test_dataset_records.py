@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import doctest
 import json
 import re
 from collections import Counter
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from speechprune.dataset_script import card, hard, records, shards, tts
 from speechprune.dataset_script.card import config_stats
 from speechprune.dataset_script.records import RecordError, parse_record, read_annotations
 
@@ -191,3 +193,9 @@ def test_read_annotations_collects_rejects_with_line_numbers(tmp_path, raw, meet
     assert len(records) + len(rejects) == 8  # records in = rows kept + rejects
     limited, limited_rejects = read_annotations(path, limit=3)
     assert len(limited) + len(limited_rejects) == 3
+
+
+@pytest.mark.parametrize("module", [records, tts, shards, card, hard])
+def test_module_examples(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
