@@ -91,6 +91,36 @@ def test_grouped_query_closed_form(n):
     assert llm_prefill_flops(cfg, n) == analytic_llm_flops(cfg.to_dict(), n)
 
 
+@pytest.mark.parametrize("logits", ["all", "last"])
+def test_polynomial_equals_a_trace_at_any_length(logits):
+    # Lengths off the probes, far beyond them and below them: the polynomial is the traced count.
+    cfg = _tiny_text(vocab_size=131)
+    key = efficiency._key(efficiency._sub_config(cfg, "text_config", "qwen2"))
+    for n in (3, 100, 1000, 3001):
+        assert llm_prefill_flops(cfg, n, logits=logits) == efficiency._traced_llm_flops(key, n, logits)
+
+
+@pytest.mark.parametrize(
+    ("count", "traces_every_length"),
+    [(lambda n: 7 + 3 * n + 2 * n * n, False), (lambda n: n**3 + n, True)],
+)
+def test_counts_off_the_polynomial_are_traced(monkeypatch, count, traces_every_length):
+    traced = []
+
+    def fake_trace(key, n, logits):
+        traced.append(n)
+        return count(n)
+
+    monkeypatch.setattr(efficiency, "_traced_llm_flops", fake_trace)
+    efficiency._llm_flops_polynomial.cache_clear()
+    try:
+        assert llm_prefill_flops(_tiny_text(), 1000) == count(1000)
+    finally:
+        efficiency._llm_flops_polynomial.cache_clear()  # forget the fake coefficients
+    assert (1000 in traced) == traces_every_length
+    assert set(traced) - {1000} == set(efficiency._PROBES)
+
+
 def test_meta_count_equals_real_forward_count():
     # The meta-device shortcut must count what a real forward with weights counts. Eager
     # attention, because torch's counter has no formula for the CPU flash kernel that sdpa picks.

@@ -12,6 +12,9 @@ Conventions, chosen to match the paper's Table 1 (SPEC section 6):
   The input embedding lookup costs no FLOPs. The audio encoder is counted apart.
 - FLOPs are counted for one sequence (batch 1) of ``num_tokens`` positions, attention dense
   and causal-agnostic (``torch`` counts a causal kernel as the full ``n x n`` product).
+- The LLM count is a polynomial ``c + a n + b n^2`` in the length ``n``, so an architecture is
+  traced at four lengths once and every other length is arithmetic (:func:`llm_prefill_flops`):
+  a run can cost each sample's own token count.
 
 Example:
     >>> from speechprune.evaluation.efficiency import QWEN2_AUDIO_7B_CONFIG, llm_prefill_flops
@@ -24,6 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,8 @@ ConfigLike = PretrainedConfig | dict | str | os.PathLike
 #: The public architecture of Qwen2-Audio-7B(-Instruct) (no weights), shipped with the package so
 #: that FLOP counts and benchmarks work offline: a copy of the project's shared fixture.
 QWEN2_AUDIO_7B_CONFIG = Path(__file__).with_name("qwen2-audio-7b-config.json")
+# Sequence lengths traced to find an architecture's LLM count polynomial: three fix it, the fourth checks it.
+_PROBES = (64, 128, 192, 256)
 
 
 def _as_dict(config: ConfigLike) -> dict:
@@ -93,7 +99,8 @@ def _check_count(name: str, value: int) -> int:
 
 
 @functools.lru_cache(maxsize=256)
-def _llm_flops(key: str, num_tokens: int, logits: str) -> int:
+def _traced_llm_flops(key: str, num_tokens: int, logits: str) -> int:
+    """The count of one length, traced on the ``meta`` device (``key``: :func:`_key` of the text config)."""
     data = json.loads(key)
     model = _build(data, AutoModelForCausalLM)
     config = model.config
@@ -115,6 +122,25 @@ def _llm_flops(key: str, num_tokens: int, logits: str) -> int:
     return int(counter.get_total_flops())
 
 
+@functools.lru_cache(maxsize=64)
+def _llm_flops_polynomial(key: str, logits: str) -> tuple[Fraction, Fraction, Fraction] | None:
+    """``(c, a, b)`` such that the traced count of ``n`` positions is ``c + a n + b n^2``; ``None`` if it is not.
+
+    FlopCounterMode counts only matrix products: the projections, the MLP and (``logits="all"``) the
+    output head once per position, the attention scores and their weighted sum once per pair of
+    positions, and (``logits="last"``) the head once. So three traced lengths fix the three
+    coefficients exactly (rational arithmetic), and a fourth checks the form: an architecture with
+    other terms gets ``None`` and every length is traced.
+    """
+    (n1, n2, n3, n4), (f1, f2, f3, f4) = _PROBES, [_traced_llm_flops(key, n, logits) for n in _PROBES]
+    # Divided differences of the quadratic through (n1, f1), (n2, f2), (n3, f3).
+    slope12, slope23 = Fraction(f2 - f1, n2 - n1), Fraction(f3 - f2, n3 - n2)
+    b = (slope23 - slope12) / (n3 - n1)
+    a = slope12 - b * (n1 + n2)
+    c = f1 - a * n1 - b * n1 * n1
+    return (c, a, b) if c + a * n4 + b * n4 * n4 == f4 else None
+
+
 def llm_prefill_flops(config: ConfigLike, num_tokens: int, *, logits: str = "all") -> int:
     """FLOPs of the language model's prefill over ``num_tokens`` positions (batch 1).
 
@@ -126,8 +152,10 @@ def llm_prefill_flops(config: ConfigLike, num_tokens: int, *, logits: str = "all
             did; ``"last"`` only at the last one, as ``generate()`` does.
 
     Returns:
-        The count from ``torch.utils.flop_counter`` (decoder layers + output head), exact.
-        Results are cached per (architecture, ``num_tokens``, ``logits``).
+        The count from ``torch.utils.flop_counter`` (decoder layers + output head), exact. The
+        count is a polynomial in ``num_tokens`` whose coefficients come from four traced lengths,
+        cached per (architecture, ``logits``), so any further length costs no tracing (an
+        architecture whose counts do not fit the polynomial is traced at every length).
 
     Example:
         >>> from transformers import Qwen2Config
@@ -139,7 +167,12 @@ def llm_prefill_flops(config: ConfigLike, num_tokens: int, *, logits: str = "all
     _check_count("num_tokens", num_tokens)
     if logits not in ("all", "last"):
         raise ValueError(f"logits: expected 'all' or 'last', got {logits!r}")
-    return _llm_flops(_key(_sub_config(config, "text_config", "qwen2")), num_tokens, logits)
+    key = _key(_sub_config(config, "text_config", "qwen2"))
+    polynomial = _llm_flops_polynomial(key, logits)
+    if polynomial is None:
+        return _traced_llm_flops(key, num_tokens, logits)
+    c, a, b = polynomial
+    return int(c + a * num_tokens + b * num_tokens * num_tokens)
 
 
 @functools.lru_cache(maxsize=64)

@@ -22,7 +22,7 @@ import torch
 
 from speechprune.evaluation import efficiency
 from speechprune.evaluation.loading import SAMPLING_RATE, decode_audio
-from speechprune.evaluation.measure import EncoderCache, PrefillFlops, PrefillMeter
+from speechprune.evaluation.measure import EncoderCache, PrefillMeter
 from speechprune.evaluation.scoring import (
     generated_answers,
     letter_token_ids,
@@ -134,7 +134,6 @@ class Evaluator:
         self.audio_cache = audio_cache
         self.letter_ids = letter_token_ids(processor.tokenizer) if scoring == "loglik" else None
         self.warm = False
-        self._flops = None  # PrefillFlops, made on first use (it traces the architecture three times)
 
     def pending(self, index: int) -> int:
         """How many units of the sample at ``index`` are still to do."""
@@ -254,15 +253,13 @@ class Evaluator:
         text_tokens = int(mask.sum()) - int((inputs["input_ids"][j][mask] == self.model.config.audio_token_id).sum())
         llm_tokens = text_tokens + after
         batch = int(inputs["input_ids"].shape[0])
-        if self._flops is None:
-            self._flops = PrefillFlops(self.cost_config)
         estimate = efficiency.activation_memory_estimate(self.cost_config, llm_tokens, self.dtype_bytes)["total"]
         costs = {
             "audio_tokens_before": before,
             "audio_tokens_after": after,
             "text_tokens": text_tokens,
             "llm_tokens": llm_tokens,
-            "llm_flops": self._flops(llm_tokens),
+            "llm_flops": efficiency.llm_prefill_flops(self.cost_config, llm_tokens),
             "activation_estimate_gb": estimate / GIB,
             # The batch is timed as one call: each row gets an equal share.
             "prefill_ms": meter.ms / batch,

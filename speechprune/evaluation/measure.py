@@ -1,7 +1,5 @@
 """Measure one model call's prefill: wall time and, on CUDA, peak and activation memory.
 
-Also :class:`PrefillFlops`, the LLM prefill FLOPs of any token count from three counted ones.
-
 The prefill is everything a call does before its first new token: for ``model(**inputs)`` the
 whole call (audio encoder, selection, language-model prefill); for ``model.generate(...)`` the
 time from the call's start to the end of its first ``forward`` (SpeechPrune's ``generate``
@@ -20,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import time
-from fractions import Fraction
 
 import torch
 
@@ -138,43 +135,4 @@ class EncoderCache:
         self.clear()
 
 
-class PrefillFlops:
-    """``num_tokens -> efficiency.llm_prefill_flops(config, num_tokens)``, fast for many distinct counts.
-
-    Counting one prefill builds the architecture on the ``meta`` device and traces it (seconds for
-    the 7B model), and every sample of a run has its own token count. The count is a polynomial
-    ``a n + b n^2`` in the sequence length ``n`` (matrix products per position, attention scores
-    per pair of positions; FlopCounterMode counts nothing else). So three counts are traced:
-    two fix ``a`` and ``b`` exactly (rational arithmetic), the third checks the form. If the check
-    fails (an architecture with other terms), every count is traced.
-
-    Example:
-        >>> from transformers import Qwen2Config
-        >>> from speechprune.evaluation.efficiency import llm_prefill_flops
-        >>> cfg = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        ...                   num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
-        >>> flops = PrefillFlops(cfg)
-        >>> flops(1000) == llm_prefill_flops(cfg, 1000), flops.closed_form
-        (True, True)
-    """
-
-    PROBES = (64, 128, 192)
-
-    def __init__(self, config):
-        from speechprune.evaluation.efficiency import llm_prefill_flops
-
-        self._count = lambda n: llm_prefill_flops(config, n)
-        (n1, n2, n3), (f1, f2, f3) = self.PROBES, [self._count(n) for n in self.PROBES]
-        # f(n) = a n + b n^2  =>  f(n)/n = a + b n, a line through (n1, f1/n1) and (n2, f2/n2).
-        self._b = (Fraction(f2, n2) - Fraction(f1, n1)) / (n2 - n1)
-        self._a = Fraction(f1, n1) - self._b * n1
-        self.closed_form = self._a * n3 + self._b * n3 * n3 == f3
-
-    def __call__(self, num_tokens: int) -> int:
-        if not self.closed_form:
-            return self._count(num_tokens)
-        value = self._a * num_tokens + self._b * num_tokens * num_tokens
-        return int(value)
-
-
-__all__ = ["PrefillMeter", "EncoderCache", "PrefillFlops"]
+__all__ = ["PrefillMeter", "EncoderCache"]
