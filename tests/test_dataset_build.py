@@ -32,7 +32,12 @@ def _source() -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """4 good records and one malformed one (line 3), built with the official hard subset."""
+    """4 good records and one malformed one (line 3), built with the official hard subset.
+
+    ``cache`` is a datasets cache of this module's own: datasets 5.2 caches a local folder by its name, so the
+    shared cache could hand back the rows of another folder called ``spiral`` (the folder is never rebuilt
+    with other contents here, so one fresh cache is enough; a temporary one leaves nothing in the user's cache).
+    """
     source = _source()
     bad = json.loads(json.dumps(source["lecture_1"]))
     bad["test_question"]["choices"] = [
