@@ -29,8 +29,11 @@ def read_id_list(path: str | Path) -> list[str]:
     The kind is told by the first non-blank line: ``{`` starts JSON lines. In a plain list, blank lines and
     lines starting with ``#`` are skipped. Repeated ids are kept once, in first-seen order.
 
-    >>> import tempfile; p = tempfile.mktemp(); _ = open(p, "w").write("# hard\\nlecture_1\\nmeeting_2\\n")
-    >>> read_id_list(p)
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder, "hard_ids.txt")
+    ...     _ = path.write_text("# hard\\nlecture_1\\n\\nmeeting_2\\nlecture_1\\n")
+    ...     read_id_list(path)
     ['lecture_1', 'meeting_2']
     """
     lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
