@@ -12,8 +12,9 @@ Example:
     >>> SpeechPruneConfig(pruning_method="none").pruning_method  # the alias of "full"
     'full'
 
-This file imports only transformers and its sibling ``pruning.py`` so that it can be
-copied into a Hub model repo and loaded with ``trust_remote_code=True``.
+This file imports only transformers (and huggingface_hub, whose ``strict`` dataclasses transformers
+configs use) and its sibling ``pruning.py``, so that it can be copied into a Hub model repo and loaded
+with ``trust_remote_code=True``.
 """
 
 from __future__ import annotations
