@@ -516,6 +516,13 @@ def phase2_select(
     _check_matrix("audio", audio)
     weights = binarize_weights(q_weight, k_weight, head_dim)
     _check_same_width("q_weight", q_weight, audio)
+    return _phase2_from_weights(audio, weights, k, tie_break)
+
+
+def _phase2_from_weights(
+    audio: torch.Tensor, weights: BinarizedWeights, k: int, tie_break: torch.Tensor | None
+) -> torch.Tensor:
+    """:func:`phase2_select` on checked ``audio``, ``k`` and packed ``weights`` (``tie_break`` is checked here)."""
     n = audio.shape[0]
     if tie_break is not None:
         if not isinstance(tie_break, torch.Tensor) or tie_break.shape != (n,):
@@ -565,12 +572,14 @@ def speechprune_select(
     tokens_per_frame = _check_count("tokens_per_frame", tokens_per_frame)
     temperature = _check_temperature(temperature)
     scores = token_scores(audio, text)
-    binarize_weights(q_weight, k_weight, head_dim)  # bad weights fail before any work
+    weights = binarize_weights(q_weight, k_weight, head_dim)  # bad weights fail before any work
     _check_same_width("q_weight", q_weight, audio)
     n = audio.shape[0]
     kept1 = _phase1_from_scores(scores, min(n, phase1_tokens), tokens_per_frame, temperature)
     k2 = final_count(n, rate, phase1_tokens)
-    kept2 = phase2_select(audio[kept1], q_weight, k_weight, k2, head_dim=head_dim, tie_break=scores[kept1])
+    # The packed weights are passed on, so they are binarized once per call even when they cannot
+    # be cached (inference-mode tensors keep no version counter).
+    kept2 = _phase2_from_weights(audio[kept1], weights, k2, tie_break=scores[kept1])
     return kept1[kept2]
 
 
