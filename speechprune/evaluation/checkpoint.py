@@ -27,8 +27,10 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+# The JSON Lines helpers live with the records they read and write; repair_tail is part of this module's story.
+from speechprune.evaluation.results import read_records, repair_tail, write_text_atomic
 
 RUN_CONFIG = "run_config.json"
 RECORDS_DIR = "records"
@@ -71,34 +73,8 @@ def check_run_config(output: Path, config: dict) -> bool:
 
 
 def write_run_config(output: Path, config: dict) -> None:
-    """Store ``config`` as ``output/run_config.json`` (written to a temporary file, then renamed)."""
-    path = Path(output) / RUN_CONFIG
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def repair_tail(path: Path) -> bool:
-    """Cut a JSON Lines file after its last complete line (one that ends with a newline).
-
-    Only the last line can be cut short by a kill (:class:`RecordLog` writes the newline last,
-    and ``json.dumps`` never emits a raw newline); a bad line anywhere else is corruption, not
-    an interruption, and :func:`load_records` raises on it.
-
-    Returns:
-        ``True`` when something was cut.
-    """
-    path = Path(path)
-    if not path.exists():
-        return False
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1  # 0 when there is no complete line at all
-    if keep == len(data):
-        return False
-    with path.open("r+b") as f:
-        f.truncate(keep)
-    return True
+    """Store ``config`` as ``output/run_config.json`` (atomically, see ``results.write_text_atomic``)."""
+    write_text_atomic(Path(output) / RUN_CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def load_records(output: Path) -> list[dict]:
@@ -107,8 +83,6 @@ def load_records(output: Path) -> list[dict]:
     Run :func:`repair_tail` first after a kill: a bad line other than a cut-short last one raises
     ``ValueError`` (:func:`speechprune.evaluation.results.read_records`).
     """
-    from speechprune.evaluation.results import read_records
-
     return [
         record for path in sorted((Path(output) / RECORDS_DIR).glob("rank-*.jsonl")) for record in read_records(path)
     ]
@@ -142,13 +116,8 @@ class RecordLog:
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
-    """Write ``records`` as JSON Lines at once (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write ``records`` as JSON Lines at once, in the same form as :class:`RecordLog` (atomically)."""
+    write_text_atomic(path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in records))
 
 
 __all__ = [

@@ -31,7 +31,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +50,7 @@ from speechprune.evaluation.results import (
     read_results,
     result_key,
     samples_path,
+    write_text_atomic,
 )
 
 TASKS = ("spiral", "spiral_h")
@@ -372,18 +372,6 @@ def prepare(
     return Plan(key=key, dataset_id=dataset_id, audio_source=source, new=new, entries=keep + new)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _card_section(plan: Plan) -> str:
     lines = [
         CARD_START,
@@ -441,7 +429,7 @@ def update_card(model_repo: Path, plan: Plan, model_name: str | None = None) -> 
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     card.text = text
-    _atomic_write(path, str(card))
+    write_text_atomic(path, str(card))
     return path
 
 
@@ -450,7 +438,7 @@ def write(plan: Plan, model_repo: str | os.PathLike, model_name: str | None = No
     model_repo = Path(model_repo)
     yaml_path = model_repo / EVAL_RESULTS_FILE
     text = yaml.safe_dump(eval_result_entries_to_yaml(plan.entries), sort_keys=False, allow_unicode=True)
-    _atomic_write(yaml_path, text)
+    write_text_atomic(yaml_path, text)
     return [yaml_path, update_card(model_repo, plan, model_name)]
 
 

@@ -406,17 +406,17 @@ def _finite(value):
     return value
 
 
-def write_results(path: str | os.PathLike, results: dict) -> Path:
-    """Write a results document atomically (a temporary file in the same folder, then ``os.replace``).
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, fsync, then ``os.replace``.
 
-    A reader never sees a half-written ``results.json``, even when the run is killed while writing.
+    A reader never sees a half-written file, even when the writer is killed; a failed write leaves the old
+    file as it was and no temporary behind. The text is written as given (no newline translation).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_finite(results), indent=2, allow_nan=False) + "\n"
     handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
@@ -425,6 +425,14 @@ def write_results(path: str | os.PathLike, results: dict) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_results(path: str | os.PathLike, results: dict) -> Path:
+    """Write a results document atomically (:func:`write_text_atomic`); NaN and infinities become ``null``.
+
+    A reader never sees a half-written ``results.json``, even when the run is killed while writing.
+    """
+    return write_text_atomic(path, json.dumps(_finite(results), indent=2, allow_nan=False) + "\n")
 
 
 def read_results(path: str | os.PathLike) -> dict:
@@ -468,15 +476,33 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     return records
 
 
+def repair_tail(path: str | os.PathLike) -> bool:
+    """Cut a JSON Lines file after its last complete line (one that ends with a newline).
+
+    A writer that puts each record in one write call, newline last, can only leave the last line cut short
+    when it is killed (``json.dumps`` never emits a raw newline); :func:`read_records` raises on a bad line
+    anywhere else, which is corruption, not an interruption.
+
+    Returns:
+        ``True`` when something was cut.
+    """
+    path = Path(path)
+    if not path.exists():
+        return False
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1  # 0 when there is no complete line at all
+    if keep == len(data):
+        return False
+    with path.open("r+b") as f:
+        f.truncate(keep)
+    return True
+
+
 def append_records(path: str | os.PathLike, records: Iterable[dict]) -> None:
-    """Append records as JSON lines. A partial last line left by a killed run is cut off first."""
+    """Append records as JSON lines; first cuts a partial last line left by a killed run (:func:`repair_tail`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and path.stat().st_size:
-        with open(path, "rb+") as handle:
-            data = handle.read()
-            if not data.endswith(b"\n"):
-                handle.truncate(data.rfind(b"\n") + 1)
+    repair_tail(path)
     with open(path, "a", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(_finite(record), allow_nan=False) + "\n")
@@ -498,7 +524,9 @@ __all__ = [
     "payload_files",
     "read_records",
     "read_results",
+    "repair_tail",
     "result_key",
     "samples_path",
     "write_results",
+    "write_text_atomic",
 ]
