@@ -50,7 +50,12 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import LETTERS, accuracy_stderr, majority_letter
+from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import (
+    LETTERS,
+    accuracy_stderr,
+    majority_letter,
+    per_category_accuracy,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -162,12 +167,9 @@ def _summarize(group: list[dict], circular: bool) -> dict:
         "majority_letter": letter,
         "majority_baseline": baseline,
     }
-    categories = {q: by_question[q][0].get("category") for q in questions}
-    if all(category is not None for category in categories.values()):
-        row["per_category"] = {}
-        for category in sorted(set(categories.values())):
-            hits = [correct[q] for q in questions if categories[q] == category]
-            row["per_category"][category] = {"accuracy": sum(hits) / len(hits), "n": len(hits)}
+    categories = [by_question[q][0].get("category") for q in questions]
+    if all(category is not None for category in categories):
+        row["per_category"] = per_category_accuracy([correct[q] for q in questions], categories)
     for field, name in COST_FIELDS.items():
         value = _mean([record.get(field) for record in group])
         row[name] = value / 1e12 if (value is not None and field == "llm_flops") else value

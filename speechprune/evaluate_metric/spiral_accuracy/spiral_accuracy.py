@@ -214,6 +214,19 @@ def majority_letter(references: Sequence[str]) -> tuple[str, float]:
     return letter, counts[letter] / len(references)
 
 
+def per_category_accuracy(correct: Sequence[bool], categories: Sequence[str]) -> dict[str, dict]:
+    """Accuracy and question count per category (categories in sorted order); the two lists run in parallel.
+
+    >>> per_category_accuracy([True, False, True], ["lecture", "meeting", "lecture"])
+    {'lecture': {'accuracy': 1.0, 'n': 2}, 'meeting': {'accuracy': 0.0, 'n': 1}}
+    """
+    per_category = {}
+    for category in sorted(set(categories)):
+        hits = [ok for ok, cat in zip(correct, categories, strict=True) if cat == category]
+        per_category[category] = {"accuracy": sum(hits) / len(hits), "n": len(hits)}
+    return per_category
+
+
 def _check_reference(reference: object, position: int) -> str:
     if not isinstance(reference, str) or reference not in LETTERS:
         raise ValueError(f"references[{position}] must be one single letter A-D, got {reference!r}")
@@ -263,11 +276,7 @@ def compute_spiral_accuracy(
         "majority_baseline": baseline,
     }
     if categories is not None:
-        per_category = {}
-        for category in sorted(set(categories)):
-            hits = [ok for ok, cat in zip(correct, categories, strict=True) if cat == category]
-            per_category[category] = {"accuracy": sum(hits) / len(hits), "n": len(hits)}
-        result["per_category"] = per_category
+        result["per_category"] = per_category_accuracy(correct, categories)
     return result
 
 
