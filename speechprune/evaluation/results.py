@@ -149,16 +149,10 @@ def _summarize(group: list[dict], circular: bool) -> dict:
     correct = {q: all(answer["parsed"] == answer["gold"] for answer in by_question[q]) for q in questions}
     n = len(questions)
     accuracy = sum(correct.values()) / n
-    if circular:
-        # Always answering one letter is right under at most one rotation, so only a question whose gold
-        # never moves could count: the baseline is the best letter's share of such questions (0 in practice).
-        shares = {
-            letter: sum(all(a["gold"] == letter for a in by_question[q]) for q in questions) / n for letter in LETTERS
-        }
-        letter = max(LETTERS, key=lambda candidate: (shares[candidate], -LETTERS.index(candidate)))
-        baseline = shares[letter]
-    else:
-        letter, baseline = majority_letter([by_question[q][0]["gold"] for q in questions])
+    # Always answering one letter is right on a question only when every record of it has that gold letter:
+    # its gold when asked once; under circular scoring the gold moves, so no question counts (baseline 0).
+    golds = [{answer["gold"] for answer in by_question[q]} for q in questions]
+    letter, baseline = majority_letter([gold.pop() if len(gold) == 1 else None for gold in golds])
     row = {
         "accuracy": accuracy,
         "accuracy_stderr": accuracy_stderr(accuracy, n),

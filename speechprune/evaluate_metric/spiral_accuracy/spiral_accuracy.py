@@ -201,11 +201,16 @@ def accuracy_stderr(accuracy: float, n: int) -> float | None:
     return math.sqrt(accuracy * (1.0 - accuracy) / (n - 1))
 
 
-def majority_letter(references: Sequence[str]) -> tuple[str, float]:
+def majority_letter(references: Sequence[str | None]) -> tuple[str, float]:
     """The most frequent reference letter and the accuracy of always answering it (ties to the earlier letter).
+
+    A ``None`` reference is a question that no single letter answers (circular evaluation, where the gold
+    letter moves): it counts in the total only.
 
     >>> majority_letter(["B", "A", "B", "A", "C"])
     ('A', 0.4)
+    >>> majority_letter([None, None])
+    ('A', 0.0)
     """
     if not references:
         raise ValueError("references must not be empty")
