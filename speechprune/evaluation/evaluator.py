@@ -24,6 +24,7 @@ from speechprune.evaluation import efficiency
 from speechprune.evaluation.loading import SAMPLING_RATE, decode_audio
 from speechprune.evaluation.measure import EncoderCache, PrefillMeter
 from speechprune.evaluation.scoring import (
+    LETTERS,
     generated_answers,
     letter_token_ids,
     loglik_answers,
@@ -77,6 +78,11 @@ def parse_variants(methods: str, rates: str) -> list[Variant]:
     for name in names:
         variants += [Variant(name, None)] if name in UNRATED else [Variant(name, r) for r in rate_values]
     return variants
+
+
+def rotations(circular: bool) -> range:
+    """The rotations each question is asked under: the four of its choices with ``--circular``, else only 0."""
+    return range(len(LETTERS)) if circular else range(1)
 
 
 def unit_keys(sample_id: str, variants: list[Variant], rotations: range) -> list[tuple]:
@@ -272,4 +278,4 @@ class Evaluator:
         return costs
 
 
-__all__ = ["Variant", "parse_variants", "unit_keys", "Evaluator", "MEASURED_FIELDS", "UNRATED"]
+__all__ = ["Variant", "parse_variants", "rotations", "unit_keys", "Evaluator", "MEASURED_FIELDS", "UNRATED"]

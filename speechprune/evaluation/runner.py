@@ -31,9 +31,8 @@ from pathlib import Path
 import torch
 
 from speechprune.evaluation import checkpoint, outputs, results
-from speechprune.evaluation.evaluator import Evaluator, Variant, parse_variants
+from speechprune.evaluation.evaluator import Evaluator, Variant, parse_variants, rotations, unit_keys
 from speechprune.evaluation.loading import dataset_identity, is_tiny, load_model, load_spiral
-from speechprune.evaluation.scoring import LETTERS
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +105,7 @@ def run_config(args: argparse.Namespace, variants: list[Variant], model_revision
 
 def expected_keys(ids: list[str], variants: list[Variant], circular: bool) -> set:
     """Every ``(id, method, rate, rotation)`` a complete run holds."""
-    rotations = range(len(LETTERS)) if circular else range(1)
-    return {(i, v.method, v.rate, r) for i in ids for v in variants for r in rotations}
+    return {key for i in ids for key in unit_keys(i, variants, rotations(circular))}
 
 
 def check_complete(records: list[dict], ids: list[str], variants: list[Variant], circular: bool) -> None:
@@ -218,7 +216,6 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     done = {checkpoint.record_key(r) for r in previous}
 
     cost_config, dtype_bytes = _cost_config(args.flops_config, model)
-    rotations = range(len(LETTERS)) if args.circular else range(1)
     with (
         checkpoint.RecordLog(checkpoint.rank_file(output, state.process_index)) as log,
         state.split_between_processes(list(range(len(ids)))) as shard,
@@ -228,7 +225,7 @@ def evaluate(args: argparse.Namespace) -> dict | None:
             processor,
             dataset,
             variants=variants,
-            rotations=rotations,
+            rotations=rotations(args.circular),
             done=done,
             log=log,
             scoring=args.scoring,
