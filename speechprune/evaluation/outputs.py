@@ -64,25 +64,22 @@ def dataset_revision(dataset: str, revision: str | None) -> str | None:
 
 
 def write_run_outputs(output: Path, records: list[dict], config: dict, dataset_size: int, notes: list[str]) -> dict:
-    """Write results.json, table.md and the plots; return their paths by name."""
+    """Write results.json, table.md (footnotes: what each cost column is, then ``notes``) and the plots.
+
+    Returns:
+        Their paths by name: ``results``, ``table``, ``accuracy``, ``cost``.
+    """
     output = Path(output)
     name = records[0]["config"]
     document = results.build_results(records, config=config, dataset_sizes={name: dataset_size})
     paths = {"results": results.write_results(output / "results.json", document)}
-    table = report.results_table(document)
-    footnotes = [f"- {key}: {text}" for key, text in config.get("measurements", {}).items()] + [
-        f"- {n}" for n in notes
-    ]
-    estimate = _estimate_lines(records)
-    paths["table"] = output / "table.md"
-    paths["table"].write_text(table + "\n" + "\n".join(footnotes + estimate) + "\n", encoding="utf-8")
-    paths["accuracy"] = report.plot_accuracy(document, output / "accuracy.png")
-    paths["cost"] = report.plot_cost(document, output / "cost.png")
+    footnotes = [f"{key}: {text}" for key, text in config.get("measurements", {}).items()]
+    paths.update(report.render_report(document, output, footnotes + notes + _estimate_lines(records)))
     return paths
 
 
 def _estimate_lines(records: list[dict]) -> list[str]:
-    """Per variant, the mean analytic activation estimate (only when memory was not measured)."""
+    """Per variant, the mean analytic activation estimate (only when memory was not measured): 0 or 1 footnote."""
     if any(r.get("activation_memory_gb") is not None for r in records):
         return []
     by_key = defaultdict(list)
@@ -94,7 +91,7 @@ def _estimate_lines(records: list[dict]) -> list[str]:
     cells = ", ".join(
         f"{k} {sum(v) / len(v):.3f}" for k, v in sorted(by_key.items(), key=lambda kv: results.key_order(kv[0]))
     )
-    return [f"- analytic activation estimate, GiB (not a measurement): {cells}"]
+    return [f"analytic activation estimate, GiB (not a measurement): {cells}"]
 
 
 def write_pruning_maps(output: Path, records: list[dict], dataset) -> list[Path]:

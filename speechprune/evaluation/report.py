@@ -217,18 +217,30 @@ def plot_pruning_map(path: str | os.PathLike, samples: Sequence[dict], title: st
     return _save(fig, path)
 
 
-def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Write ``table.md``, ``accuracy.png`` and ``cost.png`` for a ``results.json`` (default: beside it)."""
-    results = read_results(results_path)
-    out = Path(out_dir) if out_dir is not None else Path(results_path).parent
+def render_report(results: dict, out: str | os.PathLike, footnotes: Sequence[str] = ()) -> dict[str, Path]:
+    """Write ``table.md`` (``footnotes`` as a list under the table), ``accuracy.png`` and ``cost.png`` into ``out``.
+
+    Returns:
+        ``{"table": Path, "accuracy": Path, "cost": Path}``.
+    """
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    text = results_table(results)
+    if footnotes:
+        text += "\n" + "\n".join(f"- {note}" for note in footnotes) + "\n"
     table = out / "table.md"
-    table.write_text(results_table(results), encoding="utf-8")
+    table.write_text(text, encoding="utf-8")
     return {
         "table": table,
         "accuracy": plot_accuracy(results, out / "accuracy.png"),
         "cost": plot_cost(results, out / "cost.png"),
     }
+
+
+def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Write ``table.md``, ``accuracy.png`` and ``cost.png`` for a ``results.json`` (default: beside it)."""
+    out = Path(out_dir) if out_dir is not None else Path(results_path).parent
+    return render_report(read_results(results_path), out)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -255,4 +267,4 @@ def _cli(argv: Iterable[str] | None = None) -> int:
 if __name__ == "__main__":
     raise SystemExit(_cli())
 
-__all__ = ["plot_accuracy", "plot_cost", "plot_pruning_map", "results_table", "write_report"]
+__all__ = ["plot_accuracy", "plot_cost", "plot_pruning_map", "render_report", "results_table", "write_report"]
