@@ -25,29 +25,32 @@ TINY_NOTE = (
 
 def measurements(device: str, flops_architecture: str, batch_size: int, cuda: bool, audio_cache: bool) -> dict:
     """Plain words for what each cost column is, stored in results.json and printed under the table."""
+    prefill = (
+        f"wall time on {device} from the model call to the end of its first forward (audio encoder + "
+        f"selection + LLM prefill), per sample (batch size {batch_size}, batch time / batch size)"
+    )
+    if cuda:
+        memory = (
+            "torch.cuda.max_memory_allocated during the prefill (total) and that peak minus the memory allocated "
+            "before the call (activation), GiB"
+        )
+    else:
+        memory = (
+            "not measured: CUDA memory statistics do not exist on CPU (the columns show '-'); "
+            "activation_estimate_gb in the records is an analytic estimate (efficiency.activation_memory_estimate)"
+        )
+    if audio_cache:  # the batch's audio was encoded once (measure.EncoderCache)
+        prefill += "; the audio encoder ran once per batch and its time is added to every method's"
+        if cuda:
+            memory += "; calls that reused the batch's audio encoding leave the encoder's activations out"
     return {
         "llm_tflops": (
             f"LLM prefill FLOPs (torch.utils.flop_counter, audio encoder excluded) of the {flops_architecture} "
             "architecture at this run's token counts (text + kept audio tokens), mean per sample; computed, "
             "not timed, so the same on any machine"
         ),
-        "prefill_ms": (
-            f"wall time on {device} from the model call to the end of its first forward (audio encoder + "
-            f"selection + LLM prefill), per sample (batch size {batch_size}, batch time / batch size)"
-            + ("; the audio encoder ran once per batch and its time is added to every method's" if audio_cache else "")
-        ),
-        "memory": (
-            "torch.cuda.max_memory_allocated during the prefill (total) and that peak minus the memory allocated "
-            "before the call (activation), GiB"
-            + (
-                "; calls that reused the batch's audio encoding leave the encoder's activations out"
-                if audio_cache
-                else ""
-            )
-            if cuda
-            else "not measured: CUDA memory statistics do not exist on CPU (the columns show '-'); "
-            "activation_estimate_gb in the records is an analytic estimate (efficiency.activation_memory_estimate)"
-        ),
+        "prefill_ms": prefill,
+        "memory": memory,
     }
 
 
