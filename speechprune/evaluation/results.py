@@ -1,7 +1,8 @@
 """Per-sample records in, lm-evaluation-harness-shaped ``results.json`` out.
 
-A run writes one JSON line per answered prompt to ``samples.jsonl`` (:func:`append_records`) and, at the
-end, a ``results.json`` beside it (:func:`build_results` + :func:`write_results`). Everything in
+A run keeps one JSON line per answered prompt in ``samples.jsonl`` (:func:`append_records` and
+:func:`read_records` here; ``speechprune eval`` appends through :mod:`speechprune.evaluation.checkpoint`) and, at
+the end, writes a ``results.json`` beside it (:func:`build_results` + :func:`write_results`). Everything in
 ``results.json`` can be recomputed from the per-sample file with :func:`aggregate`; ``speechprune submit``
 does exactly that before it publishes a score.
 
