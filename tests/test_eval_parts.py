@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from speechprune.evaluation import checkpoint, evaluator, loading, measure, scoring
+from speechprune.evaluation import checkpoint, evaluator, leaderboard, loading, measure, report, results, scoring
 from speechprune.evaluation.evaluator import Variant, parse_variants
 
 
-@pytest.mark.parametrize("module", [scoring, checkpoint, measure, evaluator, loading])
+@pytest.mark.parametrize("module", [scoring, checkpoint, measure, evaluator, loading, results, report, leaderboard])
 def test_module_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
