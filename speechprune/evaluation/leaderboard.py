@@ -253,9 +253,10 @@ def check_duplicates(new: list[EvalResultEntry], existing: list[EvalResultEntry]
         if _setup(entry) in seen:
             raise SubmitError(f"check 'no duplicates' failed: two new entries for {entry.task_id}: {entry.notes}")
         seen.add(_setup(entry))
-    keep = []
+    keep, kept = [], set()
     for entry in existing:
-        if _setup(entry) in seen:
+        setup = _setup(entry)
+        if setup in seen:
             if not overwrite:
                 raise SubmitError(
                     f"check 'no duplicates' failed: {EVAL_RESULTS_FILE} already has {entry.dataset_id} "
@@ -263,8 +264,9 @@ def check_duplicates(new: list[EvalResultEntry], existing: list[EvalResultEntry]
                     "replace it"
                 )
             continue
-        if _setup(entry) in {_setup(e) for e in keep}:
+        if setup in kept:
             raise SubmitError(f"check 'no duplicates' failed: {EVAL_RESULTS_FILE} lists {entry.notes} twice")
+        kept.add(setup)
         keep.append(entry)
     return keep
 
