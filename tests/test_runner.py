@@ -19,6 +19,7 @@ from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import parse_an
 from speechprune.evaluation import checkpoint, runner
 from speechprune.evaluation.efficiency import QWEN2_AUDIO_7B_CONFIG, llm_prefill_flops
 from speechprune.evaluation.evaluator import MEASURED_FIELDS, Variant
+from speechprune.evaluation.loading import local_cache_dir
 from speechprune.modeling import pruning
 from speechprune.testing import tiny_qwen2_audio, tiny_speechprune
 
@@ -57,7 +58,11 @@ def untimed_results(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def rows(spiral_small):
-    ds = load_dataset(str(spiral_small), "spiral", split="test").cast_column("audio", Audio(sampling_rate=16000))
+    # A cache of this build's own: datasets 5.2 keys local folders by name, so an earlier session's
+    # `spiral_small0` could otherwise be read back.
+    cache = str(local_cache_dir(spiral_small))
+    ds = load_dataset(str(spiral_small), "spiral", split="test", cache_dir=cache)
+    ds = ds.cast_column("audio", Audio(sampling_rate=16000))
     return [dict(row, wave=row["audio"].get_all_samples().data.mean(0).numpy()) for row in ds.select(range(3))]
 
 
