@@ -286,12 +286,26 @@ def results_config(args, variants: list[Variant], model, revision: str, identity
     )
 
 
+def _close_process_group() -> None:
+    """Wait for every process, then close the process group (a no-op in a single process).
+
+    A process that exits while its gloo group is alive aborts ("terminate called without an active
+    exception"), and torchrun then kills the peers that are still writing the outputs.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(args: argparse.Namespace) -> int:
     done = evaluate(args)
     if done is not None:
         print(done["paths"]["table"].read_text(encoding="utf-8"))
         for name, path in done["paths"].items():
             print(f"{name}: {path}")
+    _close_process_group()
     return 0
 
 
