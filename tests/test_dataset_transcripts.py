@@ -153,3 +153,22 @@ def test_prompt_rejects_bad_arguments():
         build_prompt("History", "Maps", "podcast", 1)
     with pytest.raises(ValueError, match="speakers must be >= 1"):
         build_prompt("History", "Maps", "lecture", 0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(GOOD, key_sentence=["not", "a", "string"]),
+        dict(GOOD, turns=[dict(GOOD["turns"][0], sentences=[3, None])] + GOOD["turns"][1:]),
+        dict(GOOD, turns=[dict(GOOD["turns"][0], sentences="one string")] + GOOD["turns"][1:]),
+    ],
+)
+def test_malformed_reply_types_are_record_errors_not_crashes(bad):
+    """A reply with non-string sentences is a rejected reply (asked again), never a TypeError that ends the run."""
+    from speechprune.dataset_script.records import RecordError
+    from speechprune.dataset_script.transcripts import reply_to_record
+
+    with pytest.raises(RecordError, match="sentences|string"):
+        reply_to_record(bad, "x_0", "Science", "Physics", "lecture")
+    record = reply_to_record(GOOD, "x_0", "Science", "Physics", "lecture")
+    assert record["original_key_sentence"] == GOOD["key_sentence"]

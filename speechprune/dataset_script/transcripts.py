@@ -138,11 +138,13 @@ def reply_to_record(
         raise RecordError(f"the reply must hold 4 choices, got {choices!r:.80}")
     if answer not in LETTERS:
         raise RecordError(f"the reply's answer must be a letter A-D, got {answer!r}")
-    if not isinstance(turns, list) or not all(isinstance(t, dict) and "sentences" in t for t in turns):
-        raise RecordError("the reply's turns must be objects with speaker and sentences")
-    transcript = [
-        {"speaker": t.get("speaker"), "text": [_squash(s) for s in t["sentences"] if _squash(str(s))]} for t in turns
-    ]
+    if not isinstance(turns, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("sentences"), list) for t in turns
+    ):
+        raise RecordError("the reply's turns must be objects with speaker and a list of sentences")
+    if not isinstance(key, str) or not all(isinstance(s, str) for t in turns for s in t["sentences"]):
+        raise RecordError("the reply's key sentence and sentences must be strings")
+    transcript = [{"speaker": t.get("speaker"), "text": [q for q in map(_squash, t["sentences"]) if q]} for t in turns]
     sentences = [s for turn in transcript for s in turn["text"]]
     owners = [turn["speaker"] for turn in transcript for _ in turn["text"]]
     matches = [i for i, s in enumerate(sentences) if _squash(key) == s]
