@@ -57,10 +57,10 @@ def parse_variants(methods: str, rates: str) -> list[Variant]:
         >>> [(v.method, v.rate) for v in parse_variants("original,none,random", "0.2,0.8")]
         [('original', None), ('full', None), ('random', 0.2), ('random', 0.8)]
     """
-    from speechprune.modeling.pruning import METHODS
+    from speechprune.modeling.pruning import METHOD_ALIASES, METHODS
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
-    names = ["full" if m == "none" else m for m in names]
+    names = [METHOD_ALIASES.get(m, m) for m in names]
     unknown = [m for m in names if m not in METHODS]
     if not names or unknown:
         raise ValueError(f"methods: expected a comma list of {', '.join(METHODS)} (or none); got {methods!r}")
