@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("speechprune.evaluation.demo", "offline demo: tiny model on a small synthesised SPIRAL"),
     "eval": ("speechprune.evaluation.runner", "evaluate a model on SPIRAL for several pruning methods and rates"),
     "report": ("speechprune.evaluation.report", "render the Table-1 markdown table and plots from a results.json"),
-    "submit": ("speechprune.evaluation.leaderboard", "write leaderboard eval results into a model repo"),
+    "submit": ("speechprune.evaluation.submit", "write leaderboard eval results into a model repo"),
     "build-spiral": ("speechprune.dataset_script.build", "build the SPIRAL Hub dataset (speech + parquet + card)"),
     "derive-hard": ("speechprune.dataset_script.hard", "derive a hard subset from a run's per-sample predictions"),
     "generate-transcripts": (

@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from speechprune.evaluation import checkpoint, evaluator, leaderboard, loading, measure, report, results, scoring
+from speechprune.evaluation import checkpoint, evaluator, loading, measure, report, results, scoring, submit
 from speechprune.evaluation.evaluator import Variant, parse_variants
 
 
-@pytest.mark.parametrize("module", [scoring, checkpoint, measure, evaluator, loading, results, report, leaderboard])
+@pytest.mark.parametrize("module", [scoring, checkpoint, measure, evaluator, loading, results, report, submit])
 def test_module_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
