@@ -48,7 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"speechprune {name}", description=COMMANDS[name][1])
     module.configure(parser)
     args = parser.parse_args(argv[1:])
-    return int(module.main(args) or 0)
+    from speechprune.errors import UsageError
+
+    try:
+        return int(module.main(args) or 0)
+    except UsageError as error:  # a user mistake: one line, never a traceback
+        print(f"speechprune {name}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
