@@ -10,8 +10,9 @@ A record (one JSON line) holds the fields of :mod:`speechprune.evaluation.result
 ``audio_tokens_after``, ``text_tokens``, ``llm_tokens`` (what the language model prefilled),
 ``llm_flops``, ``activation_estimate_gb`` (analytic, from the token count), the measurements
 ``prefill_ms``, ``peak_memory_gb``, ``activation_memory_gb`` and ``batch_size``
-(:data:`MEASURED_FIELDS`), ``token_seconds`` (seconds per audio token), ``kept_mask`` (which audio tokens were kept, :mod:`speechprune.evaluation.kept`;
-spans concatenated in prompt order), and for the pruning-map samples ``kept_times`` (seconds).
+(:data:`MEASURED_FIELDS`), ``token_seconds`` (seconds per audio token), ``kept_mask`` (which audio
+tokens were kept, :mod:`speechprune.evaluation.kept`; spans concatenated in prompt order), and for
+the pruning-map samples ``kept_times`` (seconds).
 """
 
 from __future__ import annotations
@@ -299,4 +300,14 @@ def kept_mask(spans: list[dict]) -> str:
     return encode_mask(kept, offset)
 
 
-__all__ = ["kept_mask", "Variant", "parse_variants", "rotations", "unit_keys", "Evaluator", "MEASURED_FIELDS", "UNRATED"]
+__all__ = [
+    "kept_mask",
+    "token_seconds",
+    "Variant",
+    "parse_variants",
+    "rotations",
+    "unit_keys",
+    "Evaluator",
+    "MEASURED_FIELDS",
+    "UNRATED",
+]

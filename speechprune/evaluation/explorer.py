@@ -137,7 +137,8 @@ def _dataset_rows(results: dict, records: list[dict], ids: list[str], dataset: s
     try:
         ds = load_spiral(str(source), info.get("dataset_name", config))
     except (FileNotFoundError, ValueError) as error:
-        raise UsageError(f"--dataset: cannot load {source!r} ({error}); pass --dataset with the run's dataset") from None
+        message = f"--dataset: cannot load {source!r} ({error}); pass --dataset with the run's dataset"
+        raise UsageError(message) from None
     position = {sample_id: n for n, sample_id in enumerate(ds["id"])}
     missing = [i for i in ids if i not in position]
     if missing:
