@@ -20,7 +20,7 @@ def test_packaged_annotations_are_balanced_published_records():
         "meeting": 8,
         "conversation": 8,
     }
-    # that they are unchanged published records: test_dataset_records.test_sample_and_hard_records_are_published_records
+    # unchanged published records: checked in test_dataset_records.test_sample_and_hard_records_are_published_records
 
 
 def test_balanced_ids_takes_categories_in_turn(tmp_path):
