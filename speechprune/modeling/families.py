@@ -257,7 +257,7 @@ class _QwenOmniThinkerAdapter(FamilyAdapter):
 
     audio_inputs = ("input_features", "feature_attention_mask")
     position_scheme = "mrope"
-    generation_auto_classes = ()
+    generation_auto_classes = ("AutoModelForMultimodalLM", "AutoModelForImageTextToText")
 
     def compact_positions(self, model, input_ids, attention_mask):
         # The family's own rule for a prompt without images or video: three equal rows of
@@ -308,7 +308,7 @@ class AudioFlamingo3Adapter(FamilyAdapter):
     stock_class = "AudioFlamingo3ForConditionalGeneration"
     pruning_class = "AudioFlamingo3SpeechPruneForConditionalGeneration"
     audio_inputs = ("input_features", "input_features_mask")
-    generation_auto_classes = ("AutoModelForMultimodalLM", "AutoModelForSeq2SeqLM")
+    generation_auto_classes = ("AutoModelForSeq2SeqLM",)
     query_start_tokens = ("<sound>",)
     default_special_token_ids = {**_QWEN_CHAT_IDS, "<sound>": 151669}
     notes = "AudioFlamingo3: 40 ms per token, 750 per 30 s window, up to 600 s"

@@ -68,6 +68,7 @@ from .configuration_speechprune import SpeechPruneConfig, check_pruning_settings
 from .families import ADAPTERS, FamilyAdapter
 
 _QUERY_METHODS = ("speechprune", "phase1", "phase2")
+SECONDS_PER_TOKEN = ADAPTERS["qwen2_audio"].seconds_per_token  # Qwen2-Audio's; a model's own: model.seconds_per_token
 POSITION_MODES = ("compact", "original")
 # The per-call settings (besides sample_ids, query_mask and key_times), by name.
 SETTING_NAMES = (
@@ -109,6 +110,11 @@ class SpeechPruneMixin:
     """The pruning core; a pruning class is ``class X(SpeechPruneMixin, StockClass)`` with an ``adapter``."""
 
     adapter: FamilyAdapter
+
+    @property
+    def seconds_per_token(self) -> float:
+        """Seconds of audio per token of this family (token ``j`` covers ``[j t, (j + 1) t)``)."""
+        return self.adapter.seconds_per_token
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
