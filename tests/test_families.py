@@ -232,3 +232,15 @@ def test_prune_is_in_place_and_unprune_gives_the_stock_object_back(family):
     assert model.config.phase1_tokens == ADAPTERS[family].tokens_per_window
     speechprune.unprune(model)
     assert type(model) is stock_class and not hasattr(model.config, "pruning_method")
+
+
+def test_a_stock_checkpoint_loads_into_the_pruning_class_with_every_weight(family, tmp_path):
+    """The stock class saves some families in a legacy key layout; the pruning class must rename it too."""
+    from speechprune.modeling.modeling_speechprune import PRUNING_CLASSES
+
+    stock = models(family)[0]
+    stock.save_pretrained(tmp_path)
+    model, info = PRUNING_CLASSES[family].from_pretrained(tmp_path, output_loading_info=True)
+    assert not any(info[key] for key in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+    ours, theirs = model.state_dict(), stock.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in theirs)

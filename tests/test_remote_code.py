@@ -193,7 +193,8 @@ FAMILY_CHILD = textwrap.dedent(
     for family, repo, auto_names in json.loads(sys.argv[1]):
         inputs = torch.load(f"{repo}/inputs.pt")
         model = AutoModel.from_pretrained(repo, trust_remote_code=True)
-        classes = [type(getattr(transformers, name).from_pretrained(repo, trust_remote_code=True)) for name in auto_names]
+        autos = [getattr(transformers, name) for name in auto_names]
+        classes = [type(auto.from_pretrained(repo, trust_remote_code=True)) for auto in autos]
         with torch.no_grad():
             out = model(**inputs)
         generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)

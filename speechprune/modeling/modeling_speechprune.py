@@ -673,10 +673,13 @@ SpeechPruneConfig.register_for_auto_class("AutoConfig")
 for _cls in PRUNING_CLASSES.values():
     _cls.register_for_auto_class("AutoModel")
 
-# transformers renames the legacy keys of stock checkpoints (Qwen2-Audio's `language_model.lm_head`,
-# `audio_tower`, ...) only for its own class names; without these entries `lm_head` would stay random.
+# transformers renames the legacy keys of stock checkpoints (Qwen2-Audio's `language_model.lm_head`, the Omni
+# thinkers' `audio_tower`, ...) only for its own class names (looked up by class, then model_type); without
+# these entries those weights would stay random.
 for _cls in PRUNING_CLASSES.values():
-    _mapping = get_checkpoint_conversion_mapping(_cls.adapter.model_type)
+    _mapping = get_checkpoint_conversion_mapping(_cls._stock_class().__name__) or get_checkpoint_conversion_mapping(
+        _cls.adapter.model_type
+    )
     if _mapping:
         register_checkpoint_conversion_mapping(_cls.__name__, _mapping, overwrite=True)
 
