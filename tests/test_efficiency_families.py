@@ -196,3 +196,14 @@ def test_docstring_examples():
     import doctest
 
     assert doctest.testmod(architectures).failed == 0
+
+
+def test_bench_prefill_runs_a_family_on_a_scaled_shape(capsys):
+    from benchmarks import bench_prefill
+
+    args = ["--family", "gemma4", "--repeats", "1", "--layer-factor", "0.06", "--width-factor", "0.07"]
+    assert bench_prefill.main(args) == 0
+    out = capsys.readouterr().out
+    assert "| full | 2362 |" in out and "| 0.8 | 262 |" in out  # N = 2250 and W = 750 for 90 s, + 112 text
+    scaled = bench_prefill.scaled_text_config("gemma4", 0.06, 0.07)
+    assert scaled["layer_types"][-1] == "full_attention" and len(scaled["layer_types"]) == scaled["num_hidden_layers"]

@@ -84,7 +84,7 @@ def _key(data: dict) -> str:
     return json.dumps(data, sort_keys=True, default=str)
 
 
-def _build(data: dict, factory) -> torch.nn.Module:
+def _build(data: dict, factory, device: str = "meta") -> torch.nn.Module:
     model_type = data["model_type"]
     if model_type not in CONFIG_MAPPING:
         raise ValueError(f"config: unknown model_type {model_type!r}")
@@ -92,7 +92,7 @@ def _build(data: dict, factory) -> torch.nn.Module:
     # sdpa runs on `meta` (it falls back to its math form there); flash kernels would not.
     config._attn_implementation = "sdpa"
     try:
-        with torch.device("meta"):
+        with torch.device(device):
             model = factory.from_config(config, attn_implementation="sdpa")
     except ValueError as err:  # e.g. an encoder config where a causal LM is needed
         raise ValueError(f"config: cannot build a {factory.__name__} from model_type {model_type!r}: {err}") from err
@@ -126,15 +126,20 @@ class _StackWithHead(torch.nn.Module):
         return self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
 
 
-def _build_causal_lm(data: dict) -> torch.nn.Module:
-    """The language model of a text config on ``meta``: its causal-LM class, or its thinker stack plus a head."""
+def build_language_model(data: dict, device: str = "meta") -> torch.nn.Module:
+    """The language model of a text config dict: its causal-LM class, or its thinker stack plus a head.
+
+    On ``meta`` (default) it holds shapes only; on a real device it has random weights in the
+    default dtype (``benchmarks/bench_prefill.py --family``). Call it with ``inputs_embeds``,
+    ``logits_to_keep`` and (Gemma 4) ``per_layer_inputs``; a thinker stack returns the logits tensor.
+    """
     if data["model_type"] not in _TEXT_STACKS:
-        return _build(data, AutoModelForCausalLM)
+        return _build(data, AutoModelForCausalLM, device)
     module_name, class_name = _TEXT_STACKS[data["model_type"]]
     module = importlib.import_module(f"transformers.models.{module_name}.modeling_{module_name}")
     config = CONFIG_MAPPING[data["model_type"]](**{k: v for k, v in data.items() if k != "model_type"})
     config._attn_implementation = "sdpa"
-    with torch.device("meta"):
+    with torch.device(device):
         return _StackWithHead(getattr(module, class_name)(config)).eval()
 
 
@@ -155,7 +160,7 @@ def _routed_experts(experts: torch.nn.Module, hidden: torch.Tensor, top_k_index:
 def _traced_llm_flops(key: str, num_tokens: int, logits: str) -> int:
     """The count of one length, traced on the ``meta`` device (``key``: :func:`_key` of the text config)."""
     data = json.loads(key)
-    model = _build_causal_lm(data)
+    model = build_language_model(data)
     for module in model.modules():  # mixture-of-experts blocks (Qwen3-Omni): k experts per token
         if hasattr(module, "gate_up_proj") and hasattr(module, "down_proj") and hasattr(module, "act_fn"):
             module.forward = functools.partial(_routed_experts, module)
