@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from speechprune.modeling import pruning
+from speechprune.modeling import pruning, pruning_kernels
 
 # ---------------------------------------------------------------------------------------------
 # The naive reference
@@ -288,9 +288,9 @@ def test_integer_logits_exact_at_scale(monkeypatch):
     w_q, w_k = torch.randn(d, d, generator=g), torch.randn(d // 4, d, generator=g)
     w_q[:256], w_k[:64] = 1.0, 1.0  # a whole head group of +1: entries at the bound
     weights = pruning.binarize_weights(w_q, w_k, head_dim=64)
-    got = pruning._integer_logits(audio, weights)
+    got = pruning_kernels.integer_logits(audio, weights)
     monkeypatch.delattr(torch, "_int_mm")  # the float path of other devices
-    got_float = pruning._integer_logits(audio, weights)
+    got_float = pruning_kernels.integer_logits(audio, weights)
     signs = torch.where(audio >= 0, 1.0, -1.0).double()
     q = signs @ torch.where(w_q >= 0, 1.0, -1.0).double().T
     k = signs @ torch.where(w_k >= 0, 1.0, -1.0).double().T
