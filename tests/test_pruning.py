@@ -641,7 +641,8 @@ def exact(seconds):
 
 
 def naive_key_set(n, start, end, t=0.04):
-    return [j for j in range(n) if j * exact(t) < exact(end) and (j + 1) * exact(t) > exact(start)]
+    t, start, end = exact(t), exact(start), exact(end)
+    return [j for j in range(n) if j * t < end and (j + 1) * t > start]
 
 
 def naive_oracle(n, k, start, end, t=0.04):
@@ -652,7 +653,8 @@ def naive_oracle(n, k, start, end, t=0.04):
         runs = [key[i : i + k] for i in range(len(key) - k + 1)]
         centre = Fraction(key[0] + key[-1], 2)
         return min(runs, key=lambda run: abs(Fraction(run[0] + run[-1], 2) - centre))  # min: the earliest
-    others = [j for j in range(n) if j not in key]
+    inside = set(key)
+    others = [j for j in range(n) if j not in inside]
     return sorted(key + [others[i] for i in naive_uniform(len(others), k - len(key))])
 
 
@@ -737,7 +739,7 @@ def test_oracle_and_key_recall_match_naive(n, k, start, end, t):
 
 def test_oracle_keeps_every_key_token_whenever_they_fit():
     g = torch.Generator().manual_seed(9)
-    for _ in range(150):
+    for _ in range(60):
         n = int(torch.randint(20, 2500, (1,), generator=g))
         start = float(torch.rand(1, generator=g)) * n * 0.04
         end = start + 0.01 + float(torch.rand(1, generator=g)) * 10
