@@ -14,8 +14,8 @@ import yaml
 from huggingface_hub import ModelCard, parse_eval_result_entries
 
 from speechprune import cli
-from speechprune.evaluation.submit import parse_notes
 from speechprune.evaluation.results import append_records, build_results, content_hash, make_config, write_results
+from speechprune.evaluation.submit import parse_notes
 
 DATASET = "someone/spiral"
 DATASET_REV = "c" * 40
