@@ -244,3 +244,54 @@ def test_a_stock_checkpoint_loads_into_the_pruning_class_with_every_weight(famil
     assert not any(info[key] for key in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
     ours, theirs = model.state_dict(), stock.state_dict()
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+# ------------------------------------------------------------------------------------------------
+# SPEC section 8 on the model side: llm_attention's probabilities, oracle's key times
+
+
+def eager_attentions(family, batch):
+    """transformers' own eager attention probabilities of every decoder layer (``output_attentions``)."""
+    stock = tiny_family(family, seed=0)
+    stock.set_attn_implementation("eager")
+    with torch.no_grad():
+        return stock(**stock_args(batch), output_attentions=True).attentions
+
+
+def test_llm_attention_ranks_by_transformers_eager_attention_of_that_layer(family):
+    """GQA (4 query heads, 2 key heads), left padding, the layer's own norm, RoPE (M-RoPE too) and mask."""
+    stock, model = models(family)
+    batch = inputs(family, 40.0, 12.0)
+    reference = eager_attentions(family, batch)
+    captured = ADAPTERS[family].capture(model, super(type(model), model).forward, stock_args(batch))
+    for layer in (0, 2):
+        ours = ADAPTERS[family].attention_weights(model, captured, layer)
+        mask = batch["attention_mask"].bool()
+        for b in range(2):  # padding rows are free to differ; every real query row must match
+            torch.testing.assert_close(ours[b][:, mask[b]], reference[layer][b][:, mask[b]], rtol=0, atol=1e-5)
+    with torch.no_grad():
+        out = model(**batch, pruning_method="llm_attention", attention_layer=2)
+    for b in range(2):
+        ids = batch["input_ids"][b]
+        audio = (ids == 593).nonzero().flatten()
+        after = batch["attention_mask"][b].bool().clone()
+        after[: int(audio[-1]) + 1] = False
+        rows = reference[2][b][:, after][:, :, audio]  # (heads, positions after the recording, N)
+        k = pruning.final_count(audio.numel(), 0.4, ADAPTERS[family].tokens_per_window)
+        assert torch.equal(out.selection[b]["kept"], pruning.llm_attention_select(rows, k))
+
+
+def test_oracle_keeps_the_key_tokens_from_the_given_key_times(family):
+    _, model = models(family)
+    batch = inputs(family, 40.0, 12.0)
+    with torch.no_grad():
+        out = model(**batch, pruning_method="oracle", key_times=[(3.0, 5.5), (1.0, 2.0)])
+    t = ADAPTERS[family].seconds_per_token
+    for b, (start, end) in enumerate([(3.0, 5.5), (1.0, 2.0)]):
+        n = out.selection[b]["num_audio_tokens"]
+        k = pruning.final_count(n, 0.4, ADAPTERS[family].tokens_per_window)
+        assert torch.equal(out.selection[b]["kept"], pruning.oracle_select(n, k, start, end, t))
+        key = pruning.key_token_set(n, start, end, t)
+        assert set(key.tolist()) <= set(out.selection[b]["kept"].tolist())  # every key token fits here
+    with pytest.raises(ValueError, match="key times"):
+        model(**batch, pruning_method="oracle")

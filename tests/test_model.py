@@ -568,3 +568,25 @@ def test_module_doctests_pass(name):
     """Every docstring example of the Hub-copied files (and the tiny model) runs and prints what it says."""
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0, result
+
+
+def test_llm_attention_ranks_by_the_stock_eager_attention_of_that_layer(model, processor):
+    """Left-padded batch, GQA: the probabilities equal transformers' eager output_attentions (1e-5)."""
+    batch = spiral_inputs(processor, (45, 1), (20, 2))
+    eager = tiny_qwen2_audio(seed=0)[0]
+    eager.set_attn_implementation("eager")
+    with torch.no_grad():
+        reference = eager(**stock_inputs(batch), output_attentions=True).attentions[1]
+        out = model(**batch, pruning_method="llm_attention", attention_layer=1, pruning_rate=0.4)
+    mask = batch.attention_mask.bool()
+    for b in range(2):
+        ids = batch.input_ids[b]
+        audio = (ids == model.config.audio_token_id).nonzero().flatten()
+        after = mask[b].clone()
+        after[: int(audio[-1]) + 1] = False
+        rows = reference[b][:, after][:, :, audio]
+        assert torch.equal(
+            out.selection[b]["kept"], pruning.llm_attention_select(rows, pruning.final_count(len(audio), 0.4))
+        )
+    with pytest.raises(ValueError, match="attention_layer"):
+        model(**batch, pruning_method="llm_attention", attention_layer=2)  # the tiny model has 2 layers

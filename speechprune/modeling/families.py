@@ -53,9 +53,9 @@ Example:
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from .pruning_settings import with_family_defaults
 
 # Qwen chat-template special tokens shared by the Qwen-based families (ids of the released tokenizers).
 _QWEN_CHAT_IDS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645}
@@ -90,10 +90,13 @@ class FamilyAdapter:
 
     def default_settings(self) -> dict:
         """SPEC section 7's defaults: ``phase1_tokens = W`` and one second of tokens per phase-1 frame."""
-        return {
-            "phase1_tokens": self.tokens_per_window,
-            "tokens_per_frame": math.floor(1 / self.seconds_per_token + 0.5),
-        }
+        return self.with_defaults({"phase1_tokens": None, "tokens_per_frame": None})
+
+    def with_defaults(self, settings: dict) -> dict:
+        """``settings`` with ``phase1_tokens`` / ``tokens_per_frame`` that are ``None`` set to this family's."""
+        return with_family_defaults(
+            settings, window_tokens=self.tokens_per_window, seconds_per_token=self.seconds_per_token
+        )
 
     def special_token_ids(self, model) -> dict:
         """Token name -> id for the fallback query rule: the config's ``special_token_ids``, else the defaults."""

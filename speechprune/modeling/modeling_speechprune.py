@@ -62,34 +62,32 @@ from transformers.conversion_mapping import get_checkpoint_conversion_mapping, r
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.utils import TransformersKwargs
 
-from . import pruning
 from .audio_spans import assign_windows, compact_left, fallback_query_mask, find_spans
-from .configuration_speechprune import SpeechPruneConfig, check_pruning_settings
+from .configuration_speechprune import SpeechPruneConfig
 from .families import ADAPTERS, FamilyAdapter
+from .pruning import (  # a `from .x import` line: transformers copies the files it names into Hub repos
+    crop_select,
+    dart_select,
+    final_count,
+    llm_attention_select,
+    oracle_select,
+    phase1_select,
+    phase2_select,
+    random_select,
+    sample_seed,
+    speechprune_select,
+    token_scores,
+    uniform_select,
+)
+from .pruning_settings import POSITIONS, SETTING_DEFAULTS, resolve_settings, split_settings
 
 _QUERY_METHODS = ("speechprune", "phase1", "phase2")
 SECONDS_PER_TOKEN = ADAPTERS["qwen2_audio"].seconds_per_token  # Qwen2-Audio's; a model's own: model.seconds_per_token
-POSITION_MODES = ("compact", "original")
-# The per-call settings (besides sample_ids, query_mask and key_times), by name.
-SETTING_NAMES = (
-    "pruning_method",
-    "pruning_rate",
-    "phase1_tokens",
-    "tokens_per_frame",
-    "phase1_temperature",
-    "pruning_seed",
-    "positions",
-)
-# Settings a model config may carry (what `save_pretrained` writes as the repo's defaults).
-CONFIG_SETTING_NAMES = (*SETTING_NAMES, "query")
-_SETTING_DEFAULTS = {
-    "pruning_method": "full",
-    "pruning_rate": 0.0,
-    "phase1_temperature": 1.0,
-    "query": "user_text",
-    "pruning_seed": 0,
-    "positions": "compact",
-}
+POSITION_MODES = POSITIONS
+# Settings a model config carries (what `save_pretrained` writes as the repo's defaults), and the
+# per-call ones: all but `query`, which the processor applies.
+CONFIG_SETTING_NAMES = tuple(SETTING_DEFAULTS)
+SETTING_NAMES = tuple(name for name in CONFIG_SETTING_NAMES if name != "query")
 _EXTRA_INPUTS = ("query_mask", "sample_ids", "key_times")
 
 
@@ -270,7 +268,7 @@ class SpeechPruneMixin:
                     "query": query,
                     "id": sample_id if j == 0 else f"{sample_id}/{j}",
                     "key_times": None if key_times is None else key_times[b],
-                    "attention": None if attention is None else _received_attention(attention[b], keep[b], start, end),
+                    "attention": None if attention is None else _attention_onto(attention[b], keep[b], start, end),
                 }
                 kept = self._select(span, settings).to(keep.device)
                 keep[b, start:end] = False
@@ -310,7 +308,7 @@ class SpeechPruneMixin:
     # Selection
 
     def _select(self, span: dict, settings: dict) -> torch.Tensor:
-        """Kept indices into one recording's ``(N, hidden)`` rows for the configured method."""
+        """Kept indices into one recording's ``(N, hidden)`` rows for the configured method (SPEC 3 and 8)."""
         method, rate = settings["pruning_method"], settings["pruning_rate"]
         tokens = span["tokens"].detach()
         n = tokens.shape[0]
@@ -319,34 +317,42 @@ class SpeechPruneMixin:
                 return torch.arange(n)
             if method == "original":
                 return torch.arange(min(n, self.adapter.tokens_per_window))
-            k2 = pruning.final_count(n, rate, settings["phase1_tokens"])
+            k2 = final_count(n, rate, settings["phase1_tokens"])
             if method in ("random", "crop"):
-                seed = pruning.sample_seed(settings["pruning_seed"], span["id"])
-                select = pruning.random_select if method == "random" else pruning.crop_select
-                return select(n, k2, seed)
+                seed = sample_seed(settings["pruning_seed"], span["id"])
+                return (random_select if method == "random" else crop_select)(n, k2, seed)
+            if method == "uniform":
+                return uniform_select(n, k2)
+            if method == "dart":
+                return dart_select(tokens, k2, settings["dart_pivots"])
+            if method == "llm_attention":
+                return llm_attention_select(span["attention"], k2)
+            if method == "oracle":
+                key = span["key_times"]
+                if key is None or key[0] is None or key[1] is None:
+                    raise ValueError(
+                        f"oracle: sample {span['id']!r} has no key times; pass key_times=[(key_start, key_end), ...]"
+                    )
+                return oracle_select(n, k2, key[0], key[1], self.adapter.seconds_per_token)
             query = span["query"].to(tokens.device) if span["query"] is not None else None
             if method == "phase1":
-                return pruning.phase1_select(
-                    tokens, query, k2, settings["tokens_per_frame"], settings["phase1_temperature"]
-                )
+                return phase1_select(tokens, query, k2, settings["tokens_per_frame"], settings["phase1_temperature"])
             q_weight, k_weight, head_dim = self.adapter.first_attention(self)
             if method == "phase2":
-                scores = pruning.token_scores(tokens, query)
+                scores = token_scores(tokens, query)
                 x = tokens.to(q_weight.device)
-                return pruning.phase2_select(x, q_weight, k_weight, k2, head_dim, tie_break=scores.to(q_weight.device))
-            if method == "speechprune":
-                return pruning.speechprune_select(
-                    tokens.to(q_weight.device),
-                    query.to(q_weight.device),
-                    q_weight,
-                    k_weight,
-                    rate,
-                    phase1_tokens=settings["phase1_tokens"],
-                    tokens_per_frame=settings["tokens_per_frame"],
-                    temperature=settings["phase1_temperature"],
-                    head_dim=head_dim,
-                )
-        raise ValueError(f"pruning_method {method!r} is not implemented by the model")
+                return phase2_select(x, q_weight, k_weight, k2, head_dim, tie_break=scores.to(q_weight.device))
+            return speechprune_select(
+                tokens.to(q_weight.device),
+                query.to(q_weight.device),
+                q_weight,
+                k_weight,
+                rate,
+                phase1_tokens=settings["phase1_tokens"],
+                tokens_per_frame=settings["tokens_per_frame"],
+                temperature=settings["phase1_temperature"],
+                head_dim=head_dim,
+            )
 
     def _query_rows(self, b: int, inputs_embeds, input_ids, attention_mask, query_mask) -> torch.Tensor | None:
         """Sample ``b``'s query rows as the language model receives them, ``(L, hidden)`` (SPEC section 7)."""
@@ -385,22 +391,22 @@ class SpeechPruneMixin:
 
     def pruning_settings(self) -> dict:
         """The defaults this model prunes with: the config's settings, else the family's (SPEC section 7)."""
-        defaults = {**_SETTING_DEFAULTS, **self.adapter.default_settings()}
-        return {
-            name: getattr(self.config, name, None) if getattr(self.config, name, None) is not None else defaults[name]
-            for name in CONFIG_SETTING_NAMES
-        }
+        given = {name: getattr(self.config, name, None) for name in CONFIG_SETTING_NAMES}
+        return self.adapter.with_defaults(resolve_settings({}, given))
 
     def _settings(self, call: dict) -> dict:
-        """Config defaults overridden by the settings found (and removed) in ``call``, validated."""
+        """Config defaults overridden by the settings found (and removed) in ``call``, validated.
+
+        A name that reads like a misspelt setting (``phase1_token``) is an error listing the known ones.
+        """
         if "query" in call:
             raise ValueError("query is applied by the processor: pass query=... to the processor instead")
-        settings = self.pruning_settings()
-        for name in SETTING_NAMES:
-            value = call.pop(name, None)
-            if value is not None:
-                settings[name] = value
-        return validate_settings(settings)
+        if "sample_id" in call:
+            raise ValueError("sample_id: unknown argument; pass sample_ids=[...] (one id per sample)")
+        given, _ = split_settings(call)
+        for name in given:
+            call.pop(name)
+        return self.adapter.with_defaults(resolve_settings(self.pruning_settings(), given))
 
     def _forward_names(self) -> set:
         stock = inspect.signature(type(self)._stock_class().forward).parameters
@@ -492,24 +498,18 @@ class SpeechPruneMixin:
 
 
 def validate_settings(settings: dict) -> dict:
-    """One set of settings, checked by the config's validator; returns them with the canonical method name."""
-    settings = dict(settings)
-    positions = settings.get("positions", "compact")
-    if positions not in POSITION_MODES:
-        raise ValueError(f"positions must be one of {POSITION_MODES}, got {positions!r}")
-    checked = {k: v for k, v in settings.items() if k != "positions"}
-    settings["pruning_method"] = check_pruning_settings(**checked)
-    return settings
+    """One complete set of settings by name, through the one validator (``pruning_settings.py``)."""
+    return resolve_settings({}, settings)
 
 
-def _received_attention(weights: torch.Tensor, real: torch.Tensor, start: int, end: int) -> torch.Tensor:
-    """SPEC section 8: mean over heads and over the real positions after the recording of their attention to it."""
+def _attention_onto(weights: torch.Tensor, real: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    """SPEC section 8's rows: ``(heads, later positions, N)``, from every real position after the recording."""
     after = real.clone()
     after[:end] = False
-    rows = weights[:, after.to(weights.device), start:end]  # (heads, later positions, N)
+    rows = weights[:, after.to(weights.device), start:end]
     if rows.shape[1] == 0:
         raise ValueError("llm_attention needs at least one prompt position after the recording")
-    return rows.mean(dim=(0, 1))
+    return rows
 
 
 def _seq_axis_second(positions: torch.Tensor, back: bool = False, like: torch.Tensor | None = None) -> torch.Tensor:
