@@ -27,13 +27,14 @@ Example:
     >>> tuple(inputs.input_features.shape), int((inputs.input_ids == model.config.audio_token_id).sum())
     ((3, 128, 3000), 1750)
 
-Sampling rate: audio must already be 16 kHz. Any other ``sampling_rate`` (or none given) is
-refused with a message telling the user to resample (for example with
-``datasets.Audio(sampling_rate=16000)``), because features of audio at the wrong rate would give
-confident but wrong answers.
+Samples: float in [-1, 1], or int16 / int32 PCM, which is scaled by 2**15 / 2**31 as ``soundfile``
+reads PCM as float (other integer widths are refused). Sampling rate: audio must already be
+16 kHz. Any other ``sampling_rate`` (or none given) is refused with a message telling the user to
+resample (for example with ``datasets.Audio(sampling_rate=16000)``), because features of audio at
+the wrong rate would give confident but wrong answers.
 
-This file imports only numpy, torch-free transformers pieces and nothing from the project, so it
-can be copied into a Hub model repo.
+This file imports only numpy, torch-free transformers pieces and its sibling ``audio_input.py``, so
+the two can be copied into a Hub model repo.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ import re
 import numpy as np
 from transformers import BatchFeature, Qwen2AudioProcessor
 
-SAMPLING_RATE = 16000
+from .audio_input import SAMPLING_RATE, check_recordings
+
 INSTRUCTION = "Answer with the letter of the correct option."
 LETTERS = ("A", "B", "C", "D")
 
@@ -180,27 +182,8 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
 
     @staticmethod
     def _check_audio(audio, sampling_rate: int | None) -> list[np.ndarray]:
-        """Return the recordings as float32 1-D arrays; refuse a wrong rate, non-mono or non-finite audio."""
-        if sampling_rate != SAMPLING_RATE:
-            raise ValueError(
-                f"sampling_rate must be {SAMPLING_RATE} (got {sampling_rate!r}): resample the audio to 16 kHz first, "
-                "for example with datasets' Audio(sampling_rate=16000) feature; it is never resampled silently"
-            )
-        items = [audio] if _is_one_recording(audio) else list(audio)
-        recordings = []
-        for i, item in enumerate(items):
-            if hasattr(item, "detach"):  # a torch tensor
-                item = item.detach().cpu().numpy()
-            wave = np.asarray(item)
-            if wave.ndim != 1:
-                raise ValueError(f"audio[{i}] must be a mono 1-D array of samples, got shape {wave.shape}")
-            if not np.issubdtype(wave.dtype, np.number):
-                raise ValueError(f"audio[{i}] must hold numbers, got dtype {wave.dtype}")
-            wave = wave.astype(np.float32)
-            if not np.isfinite(wave).all():
-                raise ValueError(f"audio[{i}] contains NaN or inf samples")
-            recordings.append(wave)
-        return recordings
+        """Return the recordings as float32 1-D arrays (see ``audio_input.check_recordings``)."""
+        return check_recordings(audio, sampling_rate)
 
     def _process_audio(self, audio: list[np.ndarray], **kwargs):
         """Features of every 30 s window, and one placeholder string per recording.
@@ -241,13 +224,6 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
 def _check_query(query) -> None:
     if query not in ("user_text", "question"):
         raise ValueError(f"query must be 'user_text' or 'question', got {query!r}")
-
-
-def _is_one_recording(audio) -> bool:
-    """True for a single waveform (1-D array-like of numbers), False for a list of them."""
-    if hasattr(audio, "ndim"):
-        return audio.ndim == 1
-    return len(audio) > 0 and np.isscalar(audio[0])
 
 
 def _query_mask(
