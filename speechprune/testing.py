@@ -339,3 +339,30 @@ def tiny_gemma4(seed: int = 0, *, model_class=None):
     model.generation_config.pad_token_id = ids["<pad>"]
     model.generation_config.eos_token_id = ids["<eos>"]
     return model.eval(), tokenizer
+
+
+# Modelled on the Gemma chat layout (turn markers around each message, the assistant's role named
+# "model"); an audio item renders as one placeholder that the processor expands.
+GEMMA4_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|turn>"
+    "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'audio' %}<|audio|>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}<turn|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|turn>model\n{% endif %}"
+)
+
+
+def tiny_gemma4_processor():
+    """A ``Gemma4SpeechPruneProcessor`` around the stock Gemma 4 feature extractor and the tiny tokenizer.
+
+    Its token ids are those of :func:`tiny_gemma4`'s model, so its outputs feed that model as they are.
+    """
+    from transformers import Gemma4AudioFeatureExtractor
+
+    from speechprune.modeling.processing_speechprune_gemma4 import Gemma4SpeechPruneProcessor
+
+    tokenizer = _family_tokenizer(GEMMA4_SPECIAL_TOKENS, "<bos>", "<eos>", "<pad>")
+    return Gemma4SpeechPruneProcessor(
+        feature_extractor=Gemma4AudioFeatureExtractor(), tokenizer=tokenizer, chat_template=GEMMA4_CHAT_TEMPLATE
+    )

@@ -115,16 +115,7 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
             <|im_start|>assistant
             <BLANKLINE>
         """
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError(f"question must be a non-empty string, got {question!r}")
-        if isinstance(choices, str) or len(choices) != len(LETTERS):
-            raise ValueError(f"choices must be a list of {len(LETTERS)} strings, got {choices!r}")
-        for name, value in [("question", question)] + [(f"choices[{i}]", c) for i, c in enumerate(choices)]:
-            if not isinstance(value, str) or "\n" in value or "\r" in value:
-                raise ValueError(f"{name} must be a one-line string (the prompt is line based), got {value!r}")
-        lines = [question] + [f"{letter}. {choice}" for letter, choice in zip(LETTERS, choices)] + [INSTRUCTION]
-        content = [{"type": "audio", "audio": "recording"}, {"type": "text", "text": "\n".join(lines)}]
-        messages = [{"role": "user", "content": content}]
+        messages = spiral_messages(question, choices)
         return self.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def __call__(
@@ -221,17 +212,41 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
         return audio_inputs, replacements
 
 
+def spiral_messages(question: str, choices: list[str]) -> list[dict]:
+    """SPEC section 5's one user turn (an audio, then the question, choice and instruction lines) as chat messages.
+
+    Every project processor renders these with its own family's chat template (``spiral_prompt``).
+    """
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError(f"question must be a non-empty string, got {question!r}")
+    if isinstance(choices, str) or len(choices) != len(LETTERS):
+        raise ValueError(f"choices must be a list of {len(LETTERS)} strings, got {choices!r}")
+    for name, value in [("question", question)] + [(f"choices[{i}]", c) for i, c in enumerate(choices)]:
+        if not isinstance(value, str) or "\n" in value or "\r" in value:
+            raise ValueError(f"{name} must be a one-line string (the prompt is line based), got {value!r}")
+    lines = [question] + [f"{letter}. {choice}" for letter, choice in zip(LETTERS, choices)] + [INSTRUCTION]
+    content = [{"type": "audio", "audio": "recording"}, {"type": "text", "text": "\n".join(lines)}]
+    return [{"role": "user", "content": content}]
+
+
 def _check_query(query) -> None:
     if query not in ("user_text", "question"):
         raise ValueError(f"query must be 'user_text' or 'question', got {query!r}")
 
 
 def _query_mask(
-    text: str, offsets: list, ids: list[int], query: str, audio_eos: str, special_ids: set[int]
+    text: str,
+    offsets: list,
+    ids: list[int],
+    query: str,
+    audio_eos: str,
+    special_ids: set[int],
+    turn_end: str = "<|im_end|>",
 ) -> list[bool]:
     """SPEC section 5's ``query_mask`` of one prompt, from its tokens' character offsets.
 
-    The query lines are looked for after the last ``audio_eos`` up to the next ``<|im_end|>``:
+    The query lines are looked for after the last ``audio_eos`` up to the next ``turn_end`` (the
+    family's end-of-turn marker, ``<|im_end|>`` for the Qwen templates):
     a ``spiral_prompt`` there gives the question line (and, for ``user_text``, the four choice
     lines); anything else gives the whole stretch (SPEC section 3's fallback rule). A token is in
     the mask when its character span lies entirely inside one region and it is not special.
@@ -240,7 +255,7 @@ def _query_mask(
     if eos < 0:
         return [False] * len(ids)
     start = eos + len(audio_eos)
-    end = text.find("<|im_end|>", start)
+    end = text.find(turn_end, start)
     end = len(text) if end < 0 else end
     regions = [(start, end)]
     match = _SPIRAL_TAIL.search(text, start, end)
