@@ -366,3 +366,17 @@ def tiny_gemma4_processor():
     return Gemma4SpeechPruneProcessor(
         feature_extractor=Gemma4AudioFeatureExtractor(), tokenizer=tokenizer, chat_template=GEMMA4_CHAT_TEMPLATE
     )
+
+
+def tiny_voxtral_processor():
+    """A ``VoxtralSpeechPruneProcessor`` around a 128-bin Whisper feature extractor and the tiny tokenizer.
+
+    Its token ids are those of :func:`tiny_voxtral`'s model, so its outputs feed that model as they are.
+    """
+    from speechprune.modeling.processing_speechprune_voxtral import VoxtralSpeechPruneProcessor
+
+    tokenizer = _family_tokenizer(VOXTRAL_SPECIAL_TOKENS, "<s>", "</s>", "<pad>")
+    feature_extractor = WhisperFeatureExtractor(
+        feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=30, n_fft=400
+    )
+    return VoxtralSpeechPruneProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
