@@ -16,9 +16,8 @@ shards from the written ones, then the card. A build killed at any point and sta
 same arguments skips all finished dialogues and shards and ends with the same files, byte for byte, as an
 uninterrupted build, because every dialogue's audio depends only on the dialogue.
 
-Example:
-    $ speechprune build-spiral --annotations ../shared/spiral/data.jsonl --hard ../shared/spiral/data_h.jsonl \\
-          --out spiral --workers 2
+Example (without ``--annotations`` the published files are fetched once and cached, see ``published``):
+    $ speechprune build-spiral --out spiral --workers 2
     >>> from datasets import load_dataset  # doctest: +SKIP
     >>> from speechprune.evaluation.loading import local_cache_dir  # doctest: +SKIP
     >>> cache = str(local_cache_dir("spiral"))  # datasets would cache a local folder by its name  # doctest: +SKIP
@@ -43,6 +42,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from speechprune.cache import CACHE_VARIABLE
+from speechprune.errors import UsageError
+
+from . import SAMPLE_ANNOTATIONS, published
 from . import card as card_module
 from . import shards as shard_io
 from .hard import read_id_list
@@ -239,7 +242,7 @@ def build_spiral(
     """Build the SPIRAL dataset folder ``out`` (see the module docstring); resumes a killed build.
 
     Args:
-        annotations: SPIRAL annotations (JSON lines, SPEC section 4), e.g. ``shared/spiral/data.jsonl``.
+        annotations: SPIRAL annotations (JSON lines, SPEC section 4), e.g. the published ``data.jsonl``.
         out: output folder; must be empty, absent, or an earlier run of this same build.
         hard: the hard subset: ``data_h.jsonl`` or an id list (``speechprune derive-hard``). Without it only the
             ``spiral`` config is written.
@@ -440,7 +443,17 @@ def _write_hard_shards(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--annotations", required=True, help="SPIRAL annotations, JSON lines (e.g. data.jsonl)")
+    parser.add_argument(
+        "--annotations",
+        help="SPIRAL annotations, JSON lines (e.g. data.jsonl). Default: the published data.jsonl and data_h.jsonl "
+        f"(downloaded once from github.com/{published.REPOSITORY}, sha256-checked, cached under "
+        f"${CACHE_VARIABLE}/{published.CACHE_SUBDIR}); then --hard defaults to data_h.jsonl",
+    )
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="instead of --annotations: the 24 published records packaged with speechprune (offline; a quick try)",
+    )
     parser.add_argument("--hard", help="hard subset: data_h.jsonl or an id list from `speechprune derive-hard`")
     parser.add_argument("--out", required=True, help="output folder (empty, absent, or a build to resume)")
     parser.add_argument("--tts", choices=("espeak", "styletts2"), default="espeak", help="speech engine")
@@ -488,11 +501,20 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    annotations, hard = args.annotations, args.hard
+    if args.sample:
+        if annotations is not None:
+            raise UsageError("--sample: it replaces --annotations; give one of the two")
+        annotations = SAMPLE_ANNOTATIONS
+    elif annotations is None:
+        fetched = published.fetch_published()
+        annotations, hard = fetched["data.jsonl"], hard or fetched["data_h.jsonl"]
+        print(f"annotations: the published SPIRAL files, checked by sha256, in {annotations.parent}")
     try:
         summary = build_spiral(
-            args.annotations,
+            annotations,
             args.out,
-            hard=args.hard,
+            hard=hard,
             tts=args.tts,
             wavs=args.wavs,
             limit=args.limit,

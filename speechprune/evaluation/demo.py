@@ -20,25 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
+from speechprune.cache import cache_dir
 from speechprune.dataset_script import SAMPLE_ANNOTATIONS
 from speechprune.evaluation import runner
 
 DEMO_DIALOGUES = 24
 DEMO_METHODS = ("original", "random", "crop", "speechprune")
 DEMO_RATES = (0.2, 0.8)
-
-
-def cache_dir() -> Path:
-    """``$SPEECHPRUNE_CACHE``, else ``$XDG_CACHE_HOME/speechprune``, else ``~/.cache/speechprune``."""
-    if os.environ.get("SPEECHPRUNE_CACHE"):
-        return Path(os.environ["SPEECHPRUNE_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "speechprune"
 
 
 def demo_annotations() -> Path:
