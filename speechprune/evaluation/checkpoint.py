@@ -12,28 +12,43 @@ A record's identity is :func:`record_key`: ``(id, method, rate, rotation)``. Res
 every rank file (the number of processes may differ between the two runs) and skips the
 units whose key is present.
 
+Nothing mixed: every line on disk carries ``run``, :func:`run_hash` of the run config that made
+it, and a resume refuses any record whose hash is not its own (a folder whose ``run_config.json``
+was lost or replaced cannot pass off another run's records, for example those of another
+``--seed``). The field is dropped when records are read back, so outputs never show it.
+
 Example:
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> with RecordLog(folder / "records" / "rank-00000.jsonl") as log:
+    >>> stamp = run_hash({"seed": 0})
+    >>> with RecordLog(folder / "records" / "rank-00000.jsonl", stamp) as log:
     ...     log.append({"id": "a", "method": "full", "rate": None, "rotation": 0, "correct": True})
     >>> _ = (folder / "records" / "rank-00000.jsonl").open("a").write('{"id": "b", "meth')  # a kill mid-line
     >>> repair_tail(folder / "records" / "rank-00000.jsonl")
     True
-    >>> [record_key(r) for r in load_records(folder)]
+    >>> [record_key(r) for r in load_records(folder, stamp)]
     [('a', 'full', None, 0)]
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+
+from speechprune.errors import UsageError
 
 # The JSON Lines helpers live with the records they read and write; repair_tail is part of this module's story.
 from speechprune.evaluation.results import read_records, repair_tail, write_text_atomic
 
 RUN_CONFIG = "run_config.json"
 RECORDS_DIR = "records"
+RUN_FIELD = "run"  # the run_hash a record carries on disk
+
+
+def run_hash(config: dict) -> str:
+    """A short sha256 of a run config (as JSON, keys sorted): the stamp every record of that run carries."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def record_key(record: dict) -> tuple:
@@ -54,20 +69,29 @@ def check_run_config(output: Path, config: dict) -> bool:
         there is none yet (a fresh run; the caller writes it with :func:`write_run_config`).
 
     Raises:
-        ValueError: the stored config differs; the message names every differing field.
+        UsageError: the stored config differs (the message names every differing field), or it is no
+            valid JSON (cut short or edited; the message names the file).
     """
     path = Path(output) / RUN_CONFIG
     if not path.exists():
         return False
-    stored = json.loads(path.read_text())
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(
+            f"--output: {path} is not valid JSON ({error}); it was cut short or edited, so the run there cannot "
+            "be resumed safely: use a fresh --output folder"
+        ) from None
+    if not isinstance(stored, dict):
+        raise UsageError(f"--output: {path} holds no run config (a JSON object); use a fresh --output folder")
     # JSON turns tuples into lists; compare both through JSON.
     wanted = json.loads(json.dumps(config))
     diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
     if diff:
         details = "; ".join(f"{k}: stored {stored.get(k)!r}, now {wanted.get(k)!r}" for k in diff)
-        raise ValueError(
-            f"--output {output} holds a run with different arguments ({details}). "
-            "Use a fresh output folder, or repeat the stored arguments to resume that run."
+        raise UsageError(
+            f"--output: {output} holds a run with different arguments ({details}); "
+            "use a fresh output folder, or repeat the stored arguments to resume that run"
         )
     return True
 
@@ -77,15 +101,29 @@ def write_run_config(output: Path, config: dict) -> None:
     write_text_atomic(Path(output) / RUN_CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def load_records(output: Path) -> list[dict]:
-    """Every record in ``output/records/rank-*.jsonl``, file by file in name order.
+def load_records(output: Path, stamp: str) -> list[dict]:
+    """Every record in ``output/records/rank-*.jsonl``, file by file in name order, without its ``run`` stamp.
 
     Run :func:`repair_tail` first after a kill: a bad line other than a cut-short last one raises
     ``ValueError`` (:func:`speechprune.evaluation.results.read_records`).
+
+    Raises:
+        UsageError: a record was made by another run (its stamp is not ``stamp``, or it has none): the
+            settings that made it cannot be shown to be this run's.
     """
-    return [
-        record for path in sorted((Path(output) / RECORDS_DIR).glob("rank-*.jsonl")) for record in read_records(path)
-    ]
+    records, foreign = [], {}
+    for path in sorted((Path(output) / RECORDS_DIR).glob("rank-*.jsonl")):
+        for record in read_records(path):
+            if record.pop(RUN_FIELD, None) != stamp:
+                foreign[path.name] = foreign.get(path.name, 0) + 1
+            records.append(record)
+    if foreign:
+        where = ", ".join(f"{count} in {name}" for name, count in foreign.items())
+        raise UsageError(
+            f"--output: {output} holds records made with other settings ({where}: their run stamp is not this "
+            "run's); they cannot be mixed in: use a fresh --output folder, or the arguments of the run that made them"
+        )
+    return records
 
 
 class RecordLog:
@@ -95,14 +133,15 @@ class RecordLog:
     against a machine crash at the price of a disk round trip per record.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, stamp: str):
         self.path = Path(path)
+        self.stamp = stamp  # run_hash of the run config, written into every line
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a", encoding="utf-8")
 
     def append(self, record: dict) -> None:
         # One write call per line, newline last: a kill leaves at most one cut-short last line.
-        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        self._file.write(json.dumps({**record, RUN_FIELD: self.stamp}, sort_keys=True) + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -123,6 +162,8 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 __all__ = [
     "RUN_CONFIG",
     "RECORDS_DIR",
+    "RUN_FIELD",
+    "run_hash",
     "record_key",
     "rank_file",
     "check_run_config",

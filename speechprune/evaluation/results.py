@@ -43,8 +43,8 @@ import math
 import os
 import platform
 import re
+import secrets
 import subprocess
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -407,11 +407,13 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically: a temporary file in the same folder, fsync, then ``os.replace``.
 
     A reader never sees a half-written file, even when the writer is killed; a failed write leaves the old
-    file as it was and no temporary behind. The text is written as given (no newline translation).
+    file as it was and no temporary behind. The text is written as given (no newline translation). The file
+    follows the user's umask like any other (``mkstemp`` would make it 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}.tmp")
+    handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies to 0o666
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
             out.write(text)
@@ -433,11 +435,33 @@ def write_results(path: str | os.PathLike, results: dict) -> Path:
 
 
 def read_results(path: str | os.PathLike) -> dict:
-    """Load a ``results.json``."""
-    with open(path, encoding="utf-8") as handle:
-        results = json.load(handle)
-    if not isinstance(results, dict) or "results" not in results:
-        raise ValueError(f"{path} is not a results file (no 'results' key)")
+    """Load a ``results.json``, checking its shape: ``results`` maps configs to rows, and a row's figures are numbers.
+
+    Raises:
+        UsageError: the file is missing, is no valid JSON (cut short or edited), or is no results file; the
+            message names the file (and the field).
+    """
+    from speechprune.errors import UsageError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            results = json.load(handle)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file; give the results.json a run wrote") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a folder; give the results.json inside it") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"{path} is not valid JSON ({error}); it was cut short or edited") from None
+    if not isinstance(results, dict) or not isinstance(results.get("results"), dict):
+        raise UsageError(f"{path} is not a results file (no 'results' object)")
+    for config, rows in results["results"].items():
+        if not isinstance(rows, dict) or not all(isinstance(row, dict) for row in rows.values()):
+            raise UsageError(f"{path}: results.{config} must map result keys to objects")
+        for key, row in rows.items():
+            for field in ("accuracy", "accuracy_stderr", "majority_baseline", "n", *COST_FIELDS.values()):
+                value = row.get(field)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    raise UsageError(f"{path}: results.{config}[{key!r}].{field} is {value!r}, not a number")
     return results
 
 
