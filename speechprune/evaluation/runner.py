@@ -27,14 +27,17 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from speechprune.cli import RATE_MEANING
 from speechprune.errors import UsageError
-from speechprune.evaluation import checkpoint, outputs, results
-from speechprune.evaluation.evaluator import Evaluator, Variant, parse_variants, rotations, unit_keys
-from speechprune.evaluation.loading import dataset_identity, is_tiny, load_model, load_spiral
+from speechprune.evaluation import checkpoint
+from speechprune.sources import local_or_hub
+
+# torch, transformers, datasets and matplotlib are imported where a run needs them, so that
+# `speechprune eval --help` (which imports this module for `configure`) answers at once.
+if TYPE_CHECKING:
+    from speechprune.evaluation.evaluator import Variant
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +110,8 @@ def run_config(args: argparse.Namespace, variants: list[Variant], model_revision
 
 def expected_keys(ids: list[str], variants: list[Variant], circular: bool) -> set:
     """Every ``(id, method, rate, rotation)`` a complete run holds."""
+    from speechprune.evaluation.evaluator import rotations, unit_keys
+
     return {key for i in ids for key in unit_keys(i, variants, rotations(circular))}
 
 
@@ -156,6 +161,7 @@ def _cost_config(spec: str, model):
 
 
 def _process_state():
+    import torch
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
@@ -194,6 +200,8 @@ def _open_output(state, output: Path, config: dict) -> list[dict]:
 
 def _check_device_map(device_map: str | None) -> None:
     """``--device-map cuda...`` on a machine without CUDA is a mistake, not something to ignore."""
+    import torch
+
     if device_map is not None and device_map.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device-map: {device_map!r} asks for CUDA, which this machine lacks; leave it out")
 
@@ -208,12 +216,19 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     from accelerate.utils import gather_object
     from tqdm.auto import tqdm
 
+    from speechprune.evaluation import outputs
+    from speechprune.evaluation.evaluator import Evaluator, parse_variants, rotations
+    from speechprune.evaluation.loading import dataset_identity, is_tiny, load_model, load_spiral
+
     if args.batch_size < 1:
         raise ValueError(f"batch_size: expected at least 1, got {args.batch_size}")
     if args.max_new_tokens < 1:
         raise ValueError(f"max_new_tokens: expected at least 1, got {args.max_new_tokens}")
     variants = parse_variants(args.methods, args.rates)
     _check_device_map(args.device_map)
+    if not is_tiny(args.model):  # a mistyped folder is a missing folder, before anything slow happens
+        local_or_hub(args.model, "--model", "model folder", names=("tiny",))
+    local_or_hub(args.dataset, "--dataset", "SPIRAL folder")
     if args.flops_config is None:
         args.flops_config = "qwen2-audio-7b" if is_tiny(args.model) else "model"
     state = _process_state()
@@ -286,6 +301,10 @@ def evaluate(args: argparse.Namespace) -> dict | None:
 
 def results_config(args, variants: list[Variant], model, revision: str, identity: dict, num_processes: int) -> dict:
     """The ``config`` block of results.json: what produced the numbers, and what each cost column measured."""
+    import torch
+
+    from speechprune.evaluation import outputs, results
+
     cuda = model.device.type == "cuda"
     device = torch.cuda.get_device_name(model.device) if cuda else str(model.device)
     architecture = {"qwen2-audio-7b": "Qwen2-Audio-7B", "model": f"evaluated model's ({args.model})"}
