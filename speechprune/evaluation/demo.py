@@ -84,11 +84,19 @@ def _fresh_output(output: Path) -> None:
     if output.exists() and not output.is_dir():
         raise UsageError(f"--output: {output} is a file; give a folder for the demo's outputs")
     if output.is_dir() and any(output.iterdir()):
-        if not (output / DEMO_MARKER).is_file():
+        if not _earlier_demo(output):
             raise UsageError(f"--output: {output} is not empty and holds no earlier demo; give a new or empty folder")
         shutil.rmtree(output)  # a fresh run: the timings are this machine's, now
-    output.mkdir(parents=True, exist_ok=True)
-    (output / DEMO_MARKER).write_text("written by `speechprune demo`; the next demo into this folder replaces it\n")
+
+
+def _earlier_demo(output: Path) -> bool:
+    """A finished demo leaves DEMO_MARKER; one killed part way leaves a run of the tiny model."""
+    if (output / DEMO_MARKER).is_file():
+        return True
+    try:
+        return json.loads((output / "run_config.json").read_text())["model"].startswith("tiny")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def run_demo(
@@ -128,6 +136,7 @@ def run_demo(
     )
     print(f"speechprune demo: evaluating the tiny model ({', '.join(methods)}; rates {args.rates}) ...")
     done = runner.evaluate(args)
+    (output / DEMO_MARKER).write_text("written by `speechprune demo`; the next demo into this folder replaces it\n")
     total = time.perf_counter() - start
     paths = done["paths"]
     print()
