@@ -183,19 +183,23 @@ def _check_output(output: Path) -> None:
 
 
 def _open_output(state, output: Path, config: dict) -> list[dict]:
-    """Check or store the run config, repair cut-short records, and return the records already made."""
+    """Check or store the run config, repair cut-short records, and return the records already made.
+
+    Nothing is written before every check has passed: the stored config, then each record's run stamp.
+    """
     # Every process compares before anyone writes, so a mismatch stops all of them together.
     _check_output(output)
     resumed = checkpoint.check_run_config(output, config)
     state.wait_for_everyone()
     if state.is_main_process:
-        if not resumed:
-            checkpoint.write_run_config(output, config)
         for path in (output / checkpoint.RECORDS_DIR).glob("rank-*.jsonl"):
-            if checkpoint.repair_tail(path):
+            if checkpoint.repair_tail(path):  # only ever cuts a line a kill left unfinished
                 logger.warning("dropped a cut-short last record in %s (the run was interrupted)", path)
     state.wait_for_everyone()  # nobody reads before the repair
-    return checkpoint.load_records(output, checkpoint.run_hash(config))
+    records = checkpoint.load_records(output, checkpoint.run_hash(config))
+    if state.is_main_process and not resumed:
+        checkpoint.write_run_config(output, config)
+    return records
 
 
 def _check_device_map(device_map: str | None) -> None:
