@@ -29,9 +29,9 @@ from speechprune.modeling.configuration_speechprune import (
     FALLBACK_RULE_TOKENS,
     QUERY_MODES,
     QWEN2_AUDIO_SPECIAL_TOKEN_IDS,
-    check_pruning_settings,
 )
 from speechprune.modeling.pruning import METHODS
+from speechprune.modeling.pruning_settings import check_settings
 from speechprune.sources import hub_failure, local_or_hub
 
 CARD_TEMPLATE = Path(__file__).resolve().parent / "hub_cards" / "speechprune_model_card.md"
@@ -69,12 +69,11 @@ def pruning_settings(args) -> dict:
         "pruning_seed": args.pruning_seed,
     }
     try:
-        settings["pruning_method"] = check_pruning_settings(**settings)
+        return check_settings(settings)
     except ValueError as err:  # "pruning_rate must be ...": name the flag the user typed
         name, _, what = str(err).partition(" ")
         hint = f"; {RATE_MEANING}" if name == "pruning_rate" else ""
         raise UsageError(f"--{name.replace('_', '-')}: {what}{hint}") from None
-    return settings
 
 
 def load_base(base: str, settings: dict, revision: str | None = None, dtype: str = "auto", seed: int = 0):

@@ -9,11 +9,24 @@ import pytest
 import torch
 
 from speechprune.errors import UsageError
-from speechprune.evaluation import checkpoint, evaluator, loading, measure, report, results, scoring, submit
+from speechprune.evaluation import (
+    checkpoint,
+    evaluator,
+    fileio,
+    loading,
+    measure,
+    provenance,
+    report,
+    results,
+    scoring,
+    submit,
+)
 from speechprune.evaluation.evaluator import Variant, parse_variants
 
 
-@pytest.mark.parametrize("module", [scoring, checkpoint, measure, evaluator, loading, results, report, submit])
+@pytest.mark.parametrize(
+    "module", [scoring, checkpoint, measure, evaluator, loading, results, report, submit, fileio, provenance]
+)
 def test_module_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
@@ -87,10 +100,10 @@ def test_record_log_and_tail_repair(tmp_path):
     with checkpoint.RecordLog(path, stamp) as log:
         for record in records:
             log.append(record)
-    assert checkpoint.repair_tail(path) is False  # nothing to cut
+    assert fileio.repair_tail(path) is False  # nothing to cut
     with path.open("a") as f:
         f.write('{"id": "s3", "meth')
-    assert checkpoint.repair_tail(path) is True
+    assert fileio.repair_tail(path) is True
     assert path.read_text().endswith("\n") and checkpoint.load_records(tmp_path, stamp) == records
     assert all(json.loads(line)["run"] == stamp for line in path.read_text().splitlines())
     with pytest.raises(UsageError, match=r"3 in rank-00003.jsonl"):  # another run's stamp

@@ -6,20 +6,23 @@ An output folder holds:
   arguments is refused (:func:`check_run_config`), so one folder never mixes two runs.
 - ``records/rank-00000.jsonl`` ...: one append-only JSON Lines file per process, one line per
   finished work unit, flushed as soon as it is made. A kill can only cut the last line of a
-  file short; :func:`repair_tail` drops such a line before anyone reads or appends.
+  file short; :func:`~speechprune.evaluation.fileio.repair_tail` drops such a line before anyone reads or
+  appends.
 
 A record's identity is :func:`record_key`: ``(id, method, rate, rotation)``. Resuming reads
 every rank file (the number of processes may differ between the two runs) and skips the
 units whose key is present.
 
 Nothing mixed: every line on disk carries ``run``, :func:`run_hash` of the run config that made
-it, and a resume refuses any record whose hash is not its own (a folder whose ``run_config.json``
-was lost or replaced cannot pass off another run's records, for example those of another
-``--seed``). The field is dropped when records are read back, so outputs never show it.
+it (:class:`RecordLog` writes it), and a resume refuses any record whose hash is not its own (a
+folder whose ``run_config.json`` was lost or replaced cannot pass off another run's records, for
+example those of another ``--seed``). The field is dropped when records are read back, so outputs
+never show it.
 
 Example:
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> from speechprune.evaluation.fileio import repair_tail
     >>> stamp = run_hash({"seed": 0})
     >>> with RecordLog(folder / "records" / "rank-00000.jsonl", stamp) as log:
     ...     log.append({"id": "a", "method": "full", "rate": None, "rotation": 0, "correct": True})
@@ -37,9 +40,7 @@ import json
 from pathlib import Path
 
 from speechprune.errors import UsageError
-
-# The JSON Lines helpers live with the records they read and write; repair_tail is part of this module's story.
-from speechprune.evaluation.results import read_records, repair_tail, write_text_atomic
+from speechprune.evaluation import fileio
 
 RUN_CONFIG = "run_config.json"
 RECORDS_DIR = "records"
@@ -76,7 +77,7 @@ def check_run_config(output: Path, config: dict) -> bool:
     if not path.exists():
         return False
     try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
+        stored = fileio.read_json(path)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UsageError(
             f"--output: {path} is not valid JSON ({error}); it was cut short or edited, so the run there cannot "
@@ -97,15 +98,15 @@ def check_run_config(output: Path, config: dict) -> bool:
 
 
 def write_run_config(output: Path, config: dict) -> None:
-    """Store ``config`` as ``output/run_config.json`` (atomically, see ``results.write_text_atomic``)."""
-    write_text_atomic(Path(output) / RUN_CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    """Store ``config`` as ``output/run_config.json`` (atomically, :func:`fileio.write_json`)."""
+    fileio.write_json(Path(output) / RUN_CONFIG, config, sort_keys=True)
 
 
 def load_records(output: Path, stamp: str) -> list[dict]:
     """Every record in ``output/records/rank-*.jsonl``, file by file in name order, without its ``run`` stamp.
 
-    Run :func:`repair_tail` first after a kill: a bad line other than a cut-short last one raises
-    ``ValueError`` (:func:`speechprune.evaluation.results.read_records`).
+    Run :func:`fileio.repair_tail` first after a kill: a bad line other than a cut-short last one raises
+    ``ValueError`` (:func:`fileio.read_jsonl`).
 
     Raises:
         UsageError: a record was made by another run (its stamp is not ``stamp``, or it has none): the
@@ -113,7 +114,7 @@ def load_records(output: Path, stamp: str) -> list[dict]:
     """
     records, foreign = [], {}
     for path in sorted((Path(output) / RECORDS_DIR).glob("rank-*.jsonl")):
-        for record in read_records(path):
+        for record in fileio.read_jsonl(path):
             if record.pop(RUN_FIELD, None) != stamp:
                 foreign[path.name] = foreign.get(path.name, 0) + 1
             records.append(record)
@@ -126,37 +127,15 @@ def load_records(output: Path, stamp: str) -> list[dict]:
     return records
 
 
-class RecordLog:
-    """Append-only JSON Lines writer; every record is flushed to the OS as soon as it is written.
-
-    Flushing (not fsync) is what survives a killed process; fsync would only add protection
-    against a machine crash at the price of a disk round trip per record.
-    """
+class RecordLog(fileio.JsonlAppender):
+    """A process's rank file: :class:`fileio.JsonlAppender` whose every line carries the run's stamp."""
 
     def __init__(self, path: Path, stamp: str):
-        self.path = Path(path)
-        self.stamp = stamp  # run_hash of the run config, written into every line
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        super().__init__(path)
+        self.stamp = stamp  # run_hash of the run config
 
     def append(self, record: dict) -> None:
-        # One write call per line, newline last: a kill leaves at most one cut-short last line.
-        self._file.write(json.dumps({**record, RUN_FIELD: self.stamp}, sort_keys=True) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> RecordLog:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    """Write ``records`` as JSON Lines at once, in the same form as :class:`RecordLog` (atomically)."""
-    write_text_atomic(path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in records))
+        super().append({**record, RUN_FIELD: self.stamp})
 
 
 __all__ = [
@@ -164,12 +143,10 @@ __all__ = [
     "RECORDS_DIR",
     "RUN_FIELD",
     "run_hash",
+    "RecordLog",
     "record_key",
     "rank_file",
     "check_run_config",
     "write_run_config",
-    "repair_tail",
     "load_records",
-    "RecordLog",
-    "write_jsonl",
 ]

@@ -142,6 +142,8 @@ def load_model(
         if not hub:
             raise
         raise hub_failure("--model", model, error) from None
+    from speechprune.evaluation.provenance import model_revision
+
     return net.eval(), processor, model_revision(model, revision)
 
 
@@ -163,21 +165,6 @@ def _load_checkpoint(model: str, revision, dtype: str, device_map, trust_remote_
     return net, processor
 
 
-def model_revision(model: str, revision: str | None = None) -> str:
-    """The commit sha of a Hub model (from the local cache, no network) or a folder's content hash."""
-    if Path(model).is_dir():
-        from speechprune.evaluation.results import content_hash
-
-        return content_hash(model)
-    from transformers.utils.hub import cached_file, extract_commit_hash
-
-    resolved = cached_file(model, "config.json", revision=revision)
-    sha = extract_commit_hash(resolved, None)
-    if sha is None:
-        raise ValueError(f"model: could not resolve the commit of {model!r} at revision {revision!r}")
-    return sha
-
-
 __all__ = [
     "SAMPLING_RATE",
     "load_spiral",
@@ -185,5 +172,4 @@ __all__ = [
     "decode_audio",
     "dataset_identity",
     "load_model",
-    "model_revision",
 ]

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from speechprune.cli import RATE_MEANING
 from speechprune.errors import UsageError
-from speechprune.evaluation import checkpoint
+from speechprune.evaluation import checkpoint, fileio
 from speechprune.sources import local_or_hub
 
 # torch, transformers, datasets and matplotlib are imported where a run needs them, so that
@@ -193,7 +193,7 @@ def _open_output(state, output: Path, config: dict) -> list[dict]:
     state.wait_for_everyone()
     if state.is_main_process:
         for path in (output / checkpoint.RECORDS_DIR).glob("rank-*.jsonl"):
-            if checkpoint.repair_tail(path):  # only ever cuts a line a kill left unfinished
+            if fileio.repair_tail(path):  # only ever cuts a line a kill left unfinished
                 logger.warning("dropped a cut-short last record in %s (the run was interrupted)", path)
     state.wait_for_everyone()  # nobody reads before the repair
     records = checkpoint.load_records(output, checkpoint.run_hash(config))
@@ -292,7 +292,7 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     records = previous + gathered
     check_complete(records, ids, variants, args.circular)
     records = canonical_order(records, ids, variants)
-    checkpoint.write_jsonl(output / "samples.jsonl", records)
+    fileio.write_jsonl(output / "samples.jsonl", records)
     paths = {"samples": output / "samples.jsonl"}
     config = results_config(args, variants, model, revision, identity, state.num_processes)
     notes = [outputs.TINY_NOTE] if is_tiny(args.model) else []
@@ -307,7 +307,7 @@ def results_config(args, variants: list[Variant], model, revision: str, identity
     """The ``config`` block of results.json: what produced the numbers, and what each cost column measured."""
     import torch
 
-    from speechprune.evaluation import outputs, results
+    from speechprune.evaluation import outputs, provenance, results
 
     cuda = model.device.type == "cuda"
     device = torch.cuda.get_device_name(model.device) if cuda else str(model.device)
@@ -316,7 +316,7 @@ def results_config(args, variants: list[Variant], model, revision: str, identity
         model_id=args.model,
         model_revision=revision,
         dataset_id=str(args.dataset),
-        dataset_revision=outputs.dataset_revision(str(args.dataset), args.dataset_revision),
+        dataset_revision=provenance.dataset_revision(str(args.dataset), args.dataset_revision),
         dataset_fingerprint=identity["fingerprint"],
         audio_source=identity["audio_source"][0],
         scoring=args.scoring,
