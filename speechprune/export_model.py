@@ -25,7 +25,8 @@ from huggingface_hub import ModelCard
 
 from speechprune.errors import UsageError
 from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import CITATION
-from speechprune.hub_cards.model_card import is_hub_id, model_card_data
+from speechprune.hub_cards import is_hub_id
+from speechprune.hub_cards.model_card import model_card_data
 from speechprune.modeling.configuration_speechprune import (
     FALLBACK_RULE_TOKENS,
     QUERY_MODES,

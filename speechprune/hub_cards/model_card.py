@@ -5,9 +5,6 @@ the flag ``--base-model``, else ``--base`` itself when it is a Hub id, else what
 itself (see :func:`base_model_of`); a folder that names nothing gets no ``base_model``. No
 ``base_model_relation`` is written: the weights are the base's, unchanged, and none of the Hub's relations
 (``adapter``, ``merge``, ``quantized``, ``finetune``) describes code added around unchanged weights.
-
->>> is_hub_id("Qwen/Qwen2-Audio-7B-Instruct"), is_hub_id("./my-model"), is_hub_id("gpt2", namespaced=True)
-(True, False, False)
 """
 
 from __future__ import annotations
@@ -17,23 +14,12 @@ import re
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
+
+from . import is_hub_id
 
 # How the Hub cache names a model folder: models--{owner}--{name}/snapshots/{commit}
 _CACHE_REPO = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)")
 TAGS = ["speechprune", "token-pruning", "long-audio", "custom_code"]
-
-
-def is_hub_id(text: object, *, namespaced: bool = False) -> bool:
-    """Whether ``text`` is a valid Hub repo id (``owner/name``, or ``name`` unless ``namespaced``)."""
-    if not isinstance(text, str) or (namespaced and "/" not in text):
-        return False
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return False
-    return True
 
 
 def _card_metadata(folder: Path) -> dict:
@@ -121,4 +107,4 @@ def model_card_data(
     )
 
 
-__all__ = ["TAGS", "base_model_of", "is_hub_id", "languages_of", "model_card_data"]
+__all__ = ["TAGS", "base_model_of", "languages_of", "model_card_data"]
