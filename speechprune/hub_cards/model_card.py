@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
 from . import is_hub_id
@@ -28,7 +29,7 @@ def _card_metadata(folder: Path) -> dict:
         return {}
     try:
         return ModelCard.load(path).data.to_dict()
-    except (ValueError, TypeError):  # a card without valid YAML names nothing
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError, TypeError):  # a card without valid YAML names nothing
         return {}
 
 
