@@ -86,3 +86,20 @@ def test_eval_yaml_fields_are_inspect_ai_field_specs_that_read_the_folder(built,
             assert sample.choices == row["choices"]
             assert set(sample.metadata) == set(task["field_spec"]["metadata"])
             assert sample.metadata["audio_source"] == "espeak-ng"
+
+
+def test_a_folder_hashes_as_its_upload_does(built, tmp_path):
+    """`submit` keeps a local run's content hash beside the Hub commit; the Hub copy must give the same hash."""
+    import shutil
+
+    from speechprune.dataset_script.build import STATE_DIR
+    from speechprune.evaluation.results import content_hash
+
+    out = built["out"]
+    assert (out / STATE_DIR).is_dir()  # the resume state, which push_to_hub leaves out
+    uploaded = tmp_path / "snapshot"
+    shutil.copytree(out, uploaded, ignore=shutil.ignore_patterns(STATE_DIR))
+    (uploaded / ".gitattributes").write_text("*.parquet filter=lfs diff=lfs merge=lfs -text\n")  # the Hub adds it
+    assert content_hash(uploaded) == content_hash(out)
+    (uploaded / "data" / "spiral" / "extra.parquet").write_bytes(b"x")
+    assert content_hash(uploaded) != content_hash(out)
