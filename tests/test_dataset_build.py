@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -15,24 +14,28 @@ from huggingface_hub import CommitInfo, DatasetCard
 from scipy.signal import resample_poly
 
 from speechprune import cli
+from speechprune.dataset_script import SAMPLE_ANNOTATIONS
 from speechprune.dataset_script import build as build_module
 from speechprune.dataset_script.build import BuildStateError, build_spiral
 from speechprune.dataset_script.records import parse_record
 from speechprune.dataset_script.tts import EspeakEngine
 
-SPIRAL = Path(__file__).resolve().parents[1].parent / "shared" / "spiral"
-IDS = ["lecture_0", "lecture_3", "meeting_1", "meeting_6"]  # lecture_3 and meeting_1 are hard
+IDS = ["lecture_0", "lecture_3", "meeting_1", "meeting_6"]  # lecture_3 and meeting_1 are in the official SPIRAL-H
+HARD_IDS = ["meeting_1", "conversation_1", "lecture_3"]  # the official SPIRAL-H ids among the first 12 samples
 MALFORMED_REASON = "must hold 4 choices, got 3"
 
 
 def _source() -> dict[str, dict]:
-    records = [json.loads(line) for line in (SPIRAL / "data.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in SAMPLE_ANNOTATIONS.read_text().splitlines()]
     return {r["metadata"]["id"]: r for r in records}
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """4 good records and one malformed one (line 3), built with the official hard subset.
+    """4 good records and one malformed one (line 3), built with a hard subset given as annotation records.
+
+    ``hard`` is written in the published ``data_h.jsonl`` format (whole records, the builder takes their ids),
+    holding some official SPIRAL-H records, one of them (conversation_1) not in this build.
 
     ``cache`` is a datasets cache of this module's own: datasets 5.2 caches a local folder by its name, so the
     shared cache could hand back the rows of another folder called ``spiral`` (the folder is never rebuilt
@@ -47,9 +50,11 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("build")
     annotations = root / "data.jsonl"
     annotations.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    hard = root / "data_h.jsonl"
+    hard.write_text("".join(json.dumps(source[i]) + "\n" for i in HARD_IDS))
     out = root / "spiral"
-    summary = build_spiral(annotations, out, hard=SPIRAL / "data_h.jsonl", rows_per_shard=3, progress=False)
-    return {"out": out, "summary": summary, "source": source, "cache": root / "hf-cache"}
+    summary = build_spiral(annotations, out, hard=hard, rows_per_shard=3, progress=False)
+    return {"out": out, "summary": summary, "source": source, "hard": hard, "cache": root / "hf-cache"}
 
 
 def test_summary_counts(built):
@@ -116,7 +121,7 @@ def test_audio_is_stored_as_flac(built):
 
 
 def test_spiral_h_holds_the_hard_rows(built):
-    hard_ids = {json.loads(line)["metadata"]["id"] for line in (SPIRAL / "data_h.jsonl").read_text().splitlines()}
+    hard_ids = {json.loads(line)["metadata"]["id"] for line in built["hard"].read_text().splitlines()}
     spiral = load_dataset(str(built["out"]), "spiral", split="test", cache_dir=str(built["cache"]))
     hard = load_dataset(str(built["out"]), "spiral_h", split="test", cache_dir=str(built["cache"]))
     assert hard["id"] == [i for i in IDS if i in hard_ids] == ["lecture_3", "meeting_1"]
@@ -192,11 +197,11 @@ def test_rerun_of_a_finished_build_changes_nothing(built, tmp_path):
         out / "README.md": (out / "README.md").read_bytes()
     }
     annotations = out.parent / "data.jsonl"
-    summary = build_spiral(annotations, out, hard=SPIRAL / "data_h.jsonl", rows_per_shard=3, progress=False)
+    summary = build_spiral(annotations, out, hard=built["hard"], rows_per_shard=3, progress=False)
     assert summary["made"] == 0 and summary["reused"] == 4
     assert {p: p.read_bytes() for p in before} == before
     with pytest.raises(BuildStateError, match="other inputs or arguments"):
-        build_spiral(annotations, out, hard=SPIRAL / "data_h.jsonl", rows_per_shard=2, progress=False)
+        build_spiral(annotations, out, hard=built["hard"], rows_per_shard=2, progress=False)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
     with pytest.raises(BuildStateError, match="not empty"):
@@ -206,7 +211,7 @@ def test_rerun_of_a_finished_build_changes_nothing(built, tmp_path):
 def test_push_to_hub_needs_the_publishing_flag(built, tmp_path, monkeypatch, capsys):
     out = tmp_path / "never"
     code = cli.main(
-        ["build-spiral", "--annotations", str(SPIRAL / "data.jsonl"), "--out", str(out), "--push-to-hub", "me/x"]
+        ["build-spiral", "--annotations", str(SAMPLE_ANNOTATIONS), "--out", str(out), "--push-to-hub", "me/x"]
     )
     assert code == 2 and not out.exists()
     assert "--i-have-the-right-to-publish" in capsys.readouterr().err
@@ -233,5 +238,5 @@ def test_free_space_is_checked_before_anything_is_written(tmp_path, monkeypatch)
 
     monkeypatch.setattr(build_module.shutil, "disk_usage", lambda path: Usage)
     with pytest.raises(OSError, match="not enough free disk space"):
-        build_spiral(SPIRAL / "data.jsonl", tmp_path / "out", progress=False)
+        build_spiral(SAMPLE_ANNOTATIONS, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from speechprune import cli
+from speechprune.dataset_script import SAMPLE_ANNOTATIONS
 from speechprune.dataset_script.hard import derive_hard, read_id_list
-
-SPIRAL = Path(__file__).resolve().parents[1].parent / "shared" / "spiral"
 
 
 def _write(path: Path, records: list[dict], tail: str = "") -> Path:
@@ -70,7 +69,15 @@ def test_cli_writes_an_id_list_the_builder_reads(run, tmp_path, capsys):
     assert read_id_list(out) == ["b", "d"]
 
 
+def _ids(path: Path) -> list[str]:
+    return [json.loads(line)["metadata"]["id"] for line in path.read_text().splitlines()]
+
+
 def test_read_id_list_reads_annotation_files_too():
-    ids = read_id_list(SPIRAL / "data_h.jsonl")
-    expected = [json.loads(line)["metadata"]["id"] for line in (SPIRAL / "data_h.jsonl").read_text().splitlines()]
-    assert ids == expected and len(ids) == 401
+    ids = read_id_list(SAMPLE_ANNOTATIONS)
+    assert ids == _ids(SAMPLE_ANNOTATIONS) and len(ids) == 24
+
+
+def test_read_id_list_reads_the_published_hard_subset(published_spiral):
+    ids = read_id_list(published_spiral / "data_h.jsonl")
+    assert ids == _ids(published_spiral / "data_h.jsonl") and len(ids) == 401

@@ -9,13 +9,13 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 
+from speechprune.dataset_script import SAMPLE_ANNOTATIONS
 from speechprune.dataset_script import build as build_module
 from speechprune.dataset_script.build import build_spiral
 from speechprune.dataset_script.records import read_annotations
 from speechprune.dataset_script.speech import encode_flac, synthesize_dialogue
 from speechprune.dataset_script.tts import EspeakEngine
 
-SPIRAL = Path(__file__).resolve().parents[1].parent / "shared" / "spiral"
 IDS = ["lecture_2", "lecture_3", "lecture_5", "lecture_6"]  # lecture_3 and lecture_6 are hard
 
 
@@ -31,7 +31,7 @@ def inputs(tmp_path_factory):
 
 def _build(out: Path, inputs, **kwargs) -> dict:
     return build_spiral(
-        SPIRAL / "data.jsonl", out, hard=inputs["hard"], ids=inputs["ids"], rows_per_shard=1, progress=False, **kwargs
+        SAMPLE_ANNOTATIONS, out, hard=inputs["hard"], ids=inputs["ids"], rows_per_shard=1, progress=False, **kwargs
     )
 
 
@@ -41,7 +41,7 @@ def _files(out: Path) -> dict[str, bytes]:
 
 
 def test_synthesis_is_deterministic():
-    records, _ = read_annotations(SPIRAL / "data.jsonl", limit=1)
+    records, _ = read_annotations(SAMPLE_ANNOTATIONS, limit=1)
     engine = EspeakEngine()
     assert encode_flac(synthesize_dialogue(records[0], engine)) == encode_flac(synthesize_dialogue(records[0], engine))
 

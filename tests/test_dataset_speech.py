@@ -13,20 +13,20 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from speechprune.dataset_script import SAMPLE_ANNOTATIONS
 from speechprune.dataset_script.build import build_spiral
 from speechprune.dataset_script.records import read_annotations
 from speechprune.dataset_script.speech import SENTENCE_PAUSE_S, TURN_PAUSE_S, synthesize_dialogue
 from speechprune.dataset_script.tts import ESPEAK_VOICES, EspeakEngine, make_engine
 
-SPIRAL = Path(__file__).resolve().parents[1].parent / "shared" / "spiral"
-
 
 @pytest.fixture(scope="module")
 def records():
-    return read_annotations(SPIRAL / "data.jsonl")[0]
+    return read_annotations(SAMPLE_ANNOTATIONS)[0]
 
 
-def test_espeak_voices_follow_gender_and_vary_across_dialogues(records):
+def _check_voices(records) -> tuple[set, list[str]]:
+    """Per-dialogue voice rules; returns the voice sets seen and the voices of single-speaker dialogues."""
     engine = EspeakEngine()
     seen = set()
     for record in records:
@@ -40,7 +40,17 @@ def test_espeak_voices_follow_gender_and_vary_across_dialogues(records):
             mine = [voices[s] for s, g in record.genders.items() if g == gender]
             assert len(set(mine)) == min(len(mine), len(pool))  # distinct while the pool lasts
         seen.add(tuple(sorted(voices.values())))
-    single = [engine.voices(r)["spk_1"] for r in records if len(r.genders) == 1]
+    return seen, [engine.voices(r)["spk_1"] for r in records if len(r.genders) == 1]
+
+
+def test_espeak_voices_follow_gender_and_vary_across_dialogues(records):
+    seen, single = _check_voices(records)
+    assert len(records) == 24 and len(seen) > 12  # most dialogues get a voice set of their own
+    assert len(set(single)) > len(single) // 2  # single speakers do not all get the same voice
+
+
+def test_espeak_voices_over_the_published_dialogues(published_spiral):
+    seen, single = _check_voices(read_annotations(published_spiral / "data.jsonl")[0])
     assert len(set(single)) == len(ESPEAK_VOICES["F"]) + len(ESPEAK_VOICES["M"])  # every voice gets used
     assert len(seen) > 100
 
@@ -92,15 +102,15 @@ def test_styletts2_plugin_uses_the_paper_settings(records, tmp_path, monkeypatch
 
 
 def test_authors_wavs_are_used_as_they_are(tmp_path):
-    records = read_annotations(SPIRAL / "data.jsonl", limit=2)[0]
+    records = read_annotations(SAMPLE_ANNOTATIONS, limit=2)[0]
     wavs = tmp_path / "authors"
     (wavs / "spiral" / "wavs").mkdir(parents=True)
     rng = np.random.default_rng(0)
     original = (rng.standard_normal(24000 * 3) * 3000).astype(np.int16)
     sf.write(wavs / "spiral" / "wavs" / records[0].audio_files[0], original, 24000, subtype="PCM_16")
-    # lecture_1 has no file: rejected, the build goes on
+    # the second dialogue (meeting_0) has no file: rejected, the build goes on
     out = tmp_path / "out"
-    summary = build_spiral(SPIRAL / "data.jsonl", out, wavs=wavs, limit=2, progress=False)
+    summary = build_spiral(SAMPLE_ANNOTATIONS, out, wavs=wavs, limit=2, progress=False)
     assert (summary["rows"], summary["rejects"], summary["audio_source"]) == (1, 1, "authors")
     reject = json.loads((out / "rejects.jsonl").read_text())
     assert reject["line"] == 2 and "authors' audio missing" in reject["reason"]

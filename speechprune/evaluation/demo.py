@@ -25,13 +25,12 @@ import shutil
 import time
 from pathlib import Path
 
+from speechprune.dataset_script import SAMPLE_ANNOTATIONS
 from speechprune.evaluation import runner
 
 DEMO_DIALOGUES = 24
 DEMO_METHODS = ("original", "random", "crop", "speechprune")
 DEMO_RATES = (0.2, 0.8)
-SAMPLE_ANNOTATIONS = Path(__file__).resolve().parents[1] / "dataset_script" / "sample_annotations.jsonl"
-SHARED_ANNOTATIONS = Path(__file__).resolve().parents[2].parent / "shared" / "spiral" / "data.jsonl"
 
 
 def cache_dir() -> Path:
@@ -43,18 +42,14 @@ def cache_dir() -> Path:
 
 
 def demo_annotations() -> Path:
-    """The packaged 24 sample annotations, else the project checkout's ``../shared/spiral/data.jsonl``.
+    """The packaged 24 sample annotations.
 
     Raises:
-        FileNotFoundError: neither exists (a broken install), naming both places.
+        FileNotFoundError: the packaged file is missing (a broken install).
     """
-    for path in (SAMPLE_ANNOTATIONS, SHARED_ANNOTATIONS):
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        f"no SPIRAL annotations for the demo: neither the packaged {SAMPLE_ANNOTATIONS} nor the checkout's "
-        f"{SHARED_ANNOTATIONS} exists; reinstall speechprune or pass annotations to `speechprune build-spiral`"
-    )
+    if SAMPLE_ANNOTATIONS.is_file():
+        return SAMPLE_ANNOTATIONS
+    raise FileNotFoundError(f"the packaged SPIRAL sample {SAMPLE_ANNOTATIONS} is missing; reinstall speechprune")
 
 
 def balanced_ids(annotations: Path, count: int) -> list[str]:
