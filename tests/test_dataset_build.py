@@ -224,7 +224,8 @@ def test_push_to_hub_needs_the_publishing_flag(built, tmp_path, monkeypatch, cap
 
         def upload_folder(self, **kwargs):
             calls.append(("upload_folder", kwargs["repo_id"], kwargs))
-            return CommitInfo(commit_url="u", commit_message="m", commit_description="", oid="b" * 40)
+            url = f"https://huggingface.co/datasets/me/spiral/commit/{'b' * 40}"
+            return CommitInfo(commit_url=url, commit_message="m", commit_description="", oid="b" * 40)
 
     monkeypatch.setattr("huggingface_hub.HfApi", FakeApi)
     url = build_module.push_to_hub(built["out"], "me/spiral")

@@ -534,3 +534,19 @@ def test_submit_leaves_no_lock_files_in_a_downloaded_folder(run):
     assert _submit(results, model, "--method", "original") == 0  # matched by the download records
     assert sorted(p.relative_to(model) for p in (model / ".cache").rglob("*")) == before
     assert not list(model.rglob("*.lock"))
+
+
+def test_a_refused_submit_leaves_the_download_records_as_they_were(run, capsys):
+    from huggingface_hub._local_folder import write_download_metadata
+
+    results, model, _ = run
+    write_download_metadata(model, "config.json", "e" * 40, etag="x")
+    (model / "weights").mkdir()
+    (model / "weights" / "extra.bin").write_bytes(b"\x02")  # no record: the reader makes a folder and a lock for it
+    for lock in model.rglob("*.lock"):
+        lock.unlink()
+    before = sorted(p.relative_to(model) for p in (model / ".cache").rglob("*"))
+    _edit_results(results, lambda doc: doc["config"]["model"].update(revision="e" * 40, content_hash=None))
+    assert _submit(results, model, "--method", "original") == 2
+    assert "check 'same model' failed" in capsys.readouterr().err
+    assert sorted(p.relative_to(model) for p in (model / ".cache").rglob("*")) == before

@@ -248,27 +248,21 @@ def check_recomputable(results_path: Path, results: dict) -> list[dict]:
 
 @contextlib.contextmanager
 def _no_new_lock_files(model_repo: Path):
-    """Remove the lock files (and the folders) that huggingface_hub's readers create in ``model_repo``.
+    """Remove the lock files (and empty folders) that huggingface_hub's record reader creates in ``model_repo``.
 
-    ``read_download_metadata`` takes a file lock beside each record it reads and leaves the lock file behind;
-    submitting must leave the model folder as it found it.
+    ``read_download_metadata`` takes a file lock beside each record it reads, creating the record's folder
+    when needed, and leaves both behind; submitting must leave the model folder as it found it.
     """
     records = model_repo / _DOWNLOAD_RECORDS
-    before = set(records.rglob("*.lock")) if records.is_dir() else set()
-    folders = [model_repo / part for part in (".cache", ".cache/huggingface", _DOWNLOAD_RECORDS)]
-    existed = {folder for folder in folders if folder.exists()}
+    before = set(records.rglob("*"))
     try:
         yield
     finally:
-        for lock in set(records.rglob("*.lock")) - before if records.is_dir() else ():
-            lock.unlink(missing_ok=True)
-        if records.is_dir():
-            for folder in sorted((d for d in records.rglob("*") if d.is_dir()), reverse=True):
-                if not any(folder.iterdir()) and folder not in existed:
-                    folder.rmdir()
-        for folder in reversed(folders):
-            if folder not in existed and folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        for path in sorted(set(records.rglob("*")) - before, reverse=True):  # children before their folders
+            if path.suffix == ".lock" and path.is_file():
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
 
 
 def _downloaded_commit(model_repo: Path) -> str | None:
