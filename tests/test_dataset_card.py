@@ -11,9 +11,9 @@ import yaml
 from datasets import load_dataset
 from huggingface_hub import DatasetCard
 
+from speechprune.dataset_script import SAMPLE_ANNOTATIONS
 from speechprune.dataset_script.build import build_spiral
 from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import CITATION
-from speechprune.dataset_script import SAMPLE_ANNOTATIONS
 
 HARD = ["meeting_0", "lecture_1"]
 pytestmark = pytest.mark.slow  # one small espeak-ng build for the module
