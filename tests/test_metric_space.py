@@ -45,9 +45,9 @@ CHILD = textwrap.dedent(
     report = {}
 
     named = work / "spiral_accuracy"  # what the card's "How to Use" loads, from the working folder
-    shutil.copytree(source, named, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+    shutil.copytree(source, named, ignore=shutil.ignore_patterns("__pycache__"))
     space = work / "my-space"  # a Space clone is named after the Space, not the module
-    shutil.copytree(source, space, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+    shutil.copytree(source, space, ignore=shutil.ignore_patterns("__pycache__"))
 
     import os
     os.chdir(work)
