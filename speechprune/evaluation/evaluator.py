@@ -10,7 +10,9 @@ A record (one JSON line) holds the fields of :mod:`speechprune.evaluation.result
 ``audio_tokens_after``, ``text_tokens``, ``llm_tokens`` (what the language model prefilled),
 ``llm_flops``, ``activation_estimate_gb`` (analytic, from the token count), the measurements
 ``prefill_ms``, ``peak_memory_gb``, ``activation_memory_gb`` and ``batch_size``
-(:data:`MEASURED_FIELDS`), and for the pruning-map samples ``kept_times`` (seconds).
+(:data:`MEASURED_FIELDS`), ``token_seconds`` (seconds per audio token), ``kept_mask`` (which audio
+tokens were kept, :mod:`speechprune.evaluation.kept`; spans concatenated in prompt order), and for
+the pruning-map samples ``kept_times`` (seconds).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from speechprune.evaluation import efficiency
+from speechprune.evaluation.kept import encode_mask
 from speechprune.evaluation.loading import SAMPLING_RATE, decode_audio
 from speechprune.evaluation.measure import EncoderCache, PrefillMeter
 from speechprune.evaluation.scoring import (
@@ -138,6 +141,7 @@ class Evaluator:
         self.dtype_bytes = dtype_bytes
         self.map_ids = map_ids
         self.audio_cache = audio_cache
+        self.token_seconds = token_seconds(model)
         self.letter_ids = letter_token_ids(processor.tokenizer) if scoring == "loglik" else None
         self.warm = False
 
@@ -273,9 +277,37 @@ class Evaluator:
             "peak_memory_gb": None if meter.peak_bytes is None else meter.peak_bytes / GIB,
             "activation_memory_gb": None if meter.activation_bytes is None else meter.activation_bytes / GIB,
         }
+        costs["kept_mask"] = kept_mask(spans)
+        costs["token_seconds"] = self.token_seconds
         if mapped:
             costs["kept_times"] = [round(float(t), 3) for span in spans for t in span["times"]]
         return costs
 
 
-__all__ = ["Variant", "parse_variants", "rotations", "unit_keys", "Evaluator", "MEASURED_FIELDS", "UNRATED"]
+def token_seconds(model) -> float:
+    """Seconds of audio per token of ``model``'s encoder (token ``j`` covers ``[j t, (j + 1) t)``)."""
+    from speechprune.modeling.modeling_speechprune import SECONDS_PER_TOKEN
+
+    return float(getattr(model, "seconds_per_token", SECONDS_PER_TOKEN))
+
+
+def kept_mask(spans: list[dict]) -> str:
+    """The ``kept_mask`` of one sample's ``last_selection`` spans, as one recording of all their tokens."""
+    kept, offset = [], 0
+    for span in spans:
+        kept += [offset + int(j) for j in span["kept"]]
+        offset += int(span["num_audio_tokens"])
+    return encode_mask(kept, offset)
+
+
+__all__ = [
+    "kept_mask",
+    "token_seconds",
+    "Variant",
+    "parse_variants",
+    "rotations",
+    "unit_keys",
+    "Evaluator",
+    "MEASURED_FIELDS",
+    "UNRATED",
+]

@@ -243,9 +243,31 @@ def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike | N
     return render_report(read_results(results_path), out)
 
 
+def _sample_count(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or 'all', got {text!r}") from None
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
+    from speechprune.evaluation.explorer import DEFAULT_SAMPLES, ORDERS
+
     parser.add_argument("results", help="path of a results.json")
     parser.add_argument("--out", default=None, help="output folder (default: beside results.json)")
+    parser.add_argument(
+        "--html", action="store_true", help="also write the run explorer, RUN/explorer/index.html, with its audio"
+    )
+    parser.add_argument(
+        "--samples",
+        type=_sample_count,
+        default=DEFAULT_SAMPLES,
+        help=f"samples in the explorer, each with its audio file (default {DEFAULT_SAMPLES}; 'all' for every one)",
+    )
+    parser.add_argument("--order", choices=ORDERS, default="failures", help="explorer sample order (default failures)")
+    parser.add_argument("--dataset", default=None, help="the run's dataset, if it moved since the run")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -253,6 +275,12 @@ def main(args: argparse.Namespace) -> int:
     print(paths["table"].read_text(encoding="utf-8"))
     for name, path in paths.items():
         print(f"{name}: {path}")
+    if getattr(args, "html", False):
+        from speechprune.evaluation.explorer import summary_line, write_explorer
+
+        out = None if args.out is None else Path(args.out) / "explorer"
+        written = write_explorer(args.results, out, samples=args.samples, order=args.order, dataset=args.dataset)
+        print(summary_line(written, args.order))
     return 0
 
 
