@@ -93,7 +93,7 @@ def test_a_folder_hashes_as_its_upload_does(built, tmp_path):
     import shutil
 
     from speechprune.dataset_script.build import STATE_DIR
-    from speechprune.evaluation.results import content_hash
+    from speechprune.evaluation.provenance import content_hash
 
     out = built["out"]
     assert (out / STATE_DIR).is_dir()  # the resume state, which push_to_hub leaves out

@@ -8,7 +8,7 @@ Everything is read, checked and rendered first; only then are the two files writ
 :class:`SubmitError` (a :class:`~speechprune.errors.UsageError`: one line, exit code 2) and writes nothing:
 
 1. **pinned**: the model revision in ``results.json`` is a commit sha (40 hex digits) or a
-   :func:`~speechprune.evaluation.results.content_hash` (64), never a branch such as ``main``; the dataset
+   :func:`~speechprune.evaluation.provenance.content_hash` (64), never a branch such as ``main``; the dataset
    revision of each entry is the 40-hex commit of the Hub dataset, as the eval-results format expects: a run
    on a local folder (whose revision is its content hash) needs ``--dataset-revision``, the commit of the Hub
    copy that the folder was uploaded as, and the content hash is kept in the notes
@@ -50,19 +50,15 @@ from huggingface_hub import EvalResultEntry, ModelCard, eval_result_entries_to_y
 from huggingface_hub.repocard_data import EvalResult
 
 from speechprune.errors import UsageError
+from speechprune.evaluation.fileio import atomic_write, read_jsonl
+from speechprune.evaluation.provenance import content_hash, git_hash, is_pinned, payload_files
 from speechprune.evaluation.results import (
     AUDIO_SOURCES,
     aggregate,
-    content_hash,
-    git_hash,
-    is_pinned,
     parse_result_key,
-    payload_files,
-    read_records,
     read_results,
     result_key,
     samples_path,
-    write_text_atomic,
 )
 from speechprune.hub_cards import is_hub_id
 
@@ -223,7 +219,7 @@ def check_recomputable(results_path: Path, results: dict) -> list[dict]:
     if not samples.is_file():
         raise SubmitError(f"check 'recomputable' failed: no per-sample file {samples} beside {results_path}")
     try:
-        records = read_records(samples)
+        records = read_jsonl(samples)
         recomputed = aggregate(records, circular=bool(results.get("config", {}).get("circular", False)))
     except ValueError as error:
         raise SubmitError(f"check 'recomputable' failed: {samples} cannot be aggregated: {error}") from None
@@ -615,7 +611,7 @@ def write(plan: Plan, model_repo: str | os.PathLike) -> list[Path]:
     model_repo = Path(model_repo)
     paths = []
     for relative, text in plan.files.items():
-        write_text_atomic(model_repo / relative, text)
+        atomic_write(model_repo / relative, text)
         paths.append(model_repo / relative)
     return paths
 
