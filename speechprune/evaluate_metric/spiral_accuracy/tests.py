@@ -25,4 +25,11 @@ test_cases = [
         "choices": [["a car", "a bus", "the red bicycle", "a train"], ["one", "two", "three", "four"]],
         "result": {"accuracy": 0.5, "n": 2, "n_invalid": 0},
     },
+    {
+        # K choices per question: "C" is no letter of a two-choice question, so it is invalid
+        "predictions": ["B", "C", "J", "E"],
+        "references": ["B", "A", "J", "E"],
+        "num_choices": [2, 2, 10, 5],
+        "result": {"accuracy": 0.75, "n": 4, "n_invalid": 1, "majority_letter": "A", "majority_baseline": 0.25},
+    },
 ]
