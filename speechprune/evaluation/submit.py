@@ -186,8 +186,8 @@ def resolve_dataset_revision(config: dict, given: str | None) -> tuple[str, str 
     if given is None:
         raise SubmitError(
             "--dataset-revision: the run used a local dataset folder (revision = its content hash "
-            f"{revision[:12]}...), which no Hub commit matches. Upload the folder (e.g. `hf upload OWNER/NAME "
-            "FOLDER --repo-type dataset`) and pass the commit it printed"
+            f"{revision[:12]}...), which no Hub commit matches. Upload the folder (build-spiral with --push-to-hub "
+            "OWNER/NAME prints the commit it made) and pass that commit"
         )
     return given, revision
 
