@@ -10,9 +10,9 @@ A record (one JSON line) holds the fields of :mod:`speechprune.evaluation.result
 ``audio_tokens_after``, ``text_tokens``, ``llm_tokens`` (what the language model prefilled),
 ``llm_flops``, ``activation_estimate_gb`` (analytic, from the token count), the measurements
 ``prefill_ms``, ``peak_memory_gb``, ``activation_memory_gb`` and ``batch_size``
-(:data:`MEASURED_FIELDS`), ``token_seconds`` (seconds per audio token), ``kept_mask`` (which audio
-tokens were kept, :mod:`speechprune.evaluation.kept`; spans concatenated in prompt order), and for
-the pruning-map samples ``kept_times`` (seconds).
+(:data:`MEASURED_FIELDS`), ``key_recall`` (:func:`record_key_recall`), ``token_seconds`` (seconds
+per audio token), ``kept_mask`` (which audio tokens were kept, :mod:`speechprune.evaluation.kept`;
+spans concatenated in prompt order), and for the pruning-map samples ``kept_times`` (seconds).
 """
 
 from __future__ import annotations
@@ -196,6 +196,7 @@ class Evaluator:
                         record = self._record(row, config, variant, rotation, prompts[j], asked[j][1], answers[j])
                         mapped = row["id"] in self.map_ids and rotation == 0
                         record.update(self._costs(inputs, j, meter, mapped))
+                        record["key_recall"] = record_key_recall(meter.selection[j], row, self.token_seconds)
                         self.log.append(record)
                         self.done.add(key)
                         new.append(record)
@@ -291,6 +292,27 @@ def token_seconds(model) -> float:
     return float(getattr(model, "seconds_per_token", SECONDS_PER_TOKEN))
 
 
+def record_key_recall(selection, row: dict, seconds_per_token: float) -> float | None:
+    """SPEC section 8's key recall of one sample's selection: ``None`` without key times.
+
+    ``selection`` is the sample's ``last_selection`` entry; the key times are the row's ``key_start`` /
+    ``key_end`` (seconds into its one recording). A task whose rows carry no key times gives ``None``.
+
+    Raises:
+        ValueError: key times on a sample whose prompt holds several recordings (they name no recording).
+    """
+    from speechprune.modeling.pruning import key_recall
+
+    start, end = row.get("key_start"), row.get("key_end")
+    if start is None or end is None:
+        return None
+    spans = selection if isinstance(selection, list) else [selection]
+    if len(spans) != 1:
+        raise ValueError(f"key times of sample {row.get('id')!r} need one recording in the prompt, got {len(spans)}")
+    span = spans[0]
+    return key_recall(span["kept"], int(span["num_audio_tokens"]), start, end, seconds_per_token)
+
+
 def kept_mask(spans: list[dict]) -> str:
     """The ``kept_mask`` of one sample's ``last_selection`` spans, as one recording of all their tokens."""
     kept, offset = [], 0
@@ -302,6 +324,7 @@ def kept_mask(spans: list[dict]) -> str:
 
 __all__ = [
     "kept_mask",
+    "record_key_recall",
     "token_seconds",
     "Variant",
     "parse_variants",
