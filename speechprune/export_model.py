@@ -27,9 +27,9 @@ from speechprune.modeling.configuration_speechprune import (
     FALLBACK_RULE_TOKENS,
     QUERY_MODES,
     QWEN2_AUDIO_SPECIAL_TOKEN_IDS,
-    check_pruning_settings,
 )
 from speechprune.modeling.pruning import METHODS
+from speechprune.modeling.pruning_settings import check_settings
 
 CARD_TEMPLATE = Path(__file__).resolve().parent / "hub_cards" / "speechprune_model_card.md"
 
@@ -65,8 +65,7 @@ def pruning_settings(args) -> dict:
         "query": args.query,
         "pruning_seed": args.pruning_seed,
     }
-    settings["pruning_method"] = check_pruning_settings(**settings)
-    return settings
+    return check_settings(settings)
 
 
 def load_base(base: str, settings: dict, revision: str | None = None, dtype: str = "auto", seed: int = 0):

@@ -8,12 +8,19 @@ its own sort keys for every ranking. pruning.py must pick the same indices on ev
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import os
+import shutil
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
 
 import pytest
 import torch
 
-from speechprune.modeling import pruning
+from speechprune.modeling import pruning, pruning_kernels, pruning_settings
 
 # ---------------------------------------------------------------------------------------------
 # The naive reference
@@ -288,9 +295,9 @@ def test_integer_logits_exact_at_scale(monkeypatch):
     w_q, w_k = torch.randn(d, d, generator=g), torch.randn(d // 4, d, generator=g)
     w_q[:256], w_k[:64] = 1.0, 1.0  # a whole head group of +1: entries at the bound
     weights = pruning.binarize_weights(w_q, w_k, head_dim=64)
-    got = pruning._integer_logits(audio, weights)
+    got = pruning_kernels.integer_logits(audio, weights)
     monkeypatch.delattr(torch, "_int_mm")  # the float path of other devices
-    got_float = pruning._integer_logits(audio, weights)
+    got_float = pruning_kernels.integer_logits(audio, weights)
     signs = torch.where(audio >= 0, 1.0, -1.0).double()
     q = signs @ torch.where(w_q >= 0, 1.0, -1.0).double().T
     k = signs @ torch.where(w_k >= 0, 1.0, -1.0).double().T
@@ -308,16 +315,51 @@ def test_log_importance_is_the_log_of_mean_attention():
     torch.testing.assert_close(pruning.log_importance(z), torch.tensor(expected, dtype=torch.float64))
 
 
-def test_phase2_binarized_weights_cache_follows_in_place_changes():
-    audio, _ = make_tokens(50, 16, seed=11)
-    w_q, w_k = make_weights(16, 16, 16, seed=11)
-    packed = pruning.binarize_weights(w_q, w_k)
-    assert pruning.binarize_weights(w_q, w_k) is packed
-    first = pruning.phase2_select(audio, w_q, w_k, 10)
-    assert_selection(first, naive_phase2(audio, w_q, w_k, 10))
-    w_k.neg_()  # in place: the cached binarization must not be reused
-    assert pruning.binarize_weights(w_q, w_k) is not packed
-    assert_selection(pruning.phase2_select(audio, w_q, w_k, 10), naive_phase2(audio, w_q, w_k, 10))
+def _two_linears(d: int, seed: int) -> tuple[torch.nn.Linear, torch.nn.Linear]:
+    w_q, w_k = make_weights(d, d, d, seed=seed)
+    w_q[:, : d // 2] = -1e-9  # below float16's range: a cast to half turns them into -0.0, whose sign is +1
+    q, k = torch.nn.Linear(d, d, bias=False), torch.nn.Linear(d, d, bias=False)
+    with torch.no_grad():
+        q.weight.copy_(w_q)
+        k.weight.copy_(w_k)
+    return q, k
+
+
+def test_weights_are_read_on_every_call_after_casts_data_changes_and_loads():
+    """Regression: a cache keyed by id() and the version counter returned the old signs after `.half()`
+    (and missed `.data` changes). Every call must select from the weights as they are now."""
+    audio, text = make_tokens(160, 16, seed=11)
+    q, k = _two_linears(16, seed=11)
+    seen = []
+
+    def check(what, changed=True):
+        audio_now = audio.to(q.weight.dtype)
+        kept = pruning.speechprune_select(audio_now, text, q.weight, k.weight, rate=0.5, phase1_tokens=80)
+        assert_selection(kept, naive_speechprune(audio_now, text, q.weight, k.weight, 0.5, 80))
+        if changed:  # each sign change really changes the selection, so a stale answer would fail
+            assert kept.tolist() not in seen, what
+        seen.append(kept.tolist())
+
+    check("first call")
+    q.half(), k.half()  # -1e-9 becomes -0.0: half of W_q's signs flip
+    check("half")
+    q.weight.data.neg_()  # in place through .data: no version bump on the parameter
+    check("data.neg_")
+    k.weight.data = torch.randn(16, 16, generator=torch.Generator().manual_seed(5)).half()
+    check("data =")
+    q.double(), k.double()  # float64 works, and casting keeps every sign
+    check("double", changed=False)
+    assert seen[-1] == seen[-2]
+    q.load_state_dict({"weight": -q.weight.detach()})
+    check("load_state_dict")
+
+
+def test_selection_modules_keep_no_mutable_state():
+    """No caches or registries at module level: only upper-case constants may be containers."""
+    for module in (pruning, pruning_kernels, pruning_settings):
+        for name, value in vars(module).items():
+            if isinstance(value, (dict, list, set)) and not name.startswith("__"):
+                assert name.isupper(), (module.__name__, name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,10 +455,19 @@ def test_sample_seed_is_sha256_big_endian_mod_2_63():
 
 
 def test_methods():
-    assert pruning.METHODS == ("full", "original", "speechprune", "phase1", "phase2", "random", "crop")
-    assert pruning.resolve_method("none") == "full"
+    assert pruning.METHODS == (
+        "full", "original", "speechprune", "phase1", "phase2", "random", "crop",
+        "uniform", "llm_attention", "dart", "oracle",
+    )  # fmt: skip
+    assert pruning.METHOD_ALIASES == {"none": "full", "rap": "random", "rac": "crop"}
+    assert [pruning.resolve_method(name) for name in ("none", "rap", "rac", "dart")] == [
+        "full",
+        "random",
+        "crop",
+        "dart",
+    ]
     with pytest.raises(ValueError, match="method"):
-        pruning.resolve_method("fastv")
+        pruning.resolve_method("fastv")  # FastV's ranking is llm_attention, not FastV's schedule
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,3 +543,293 @@ def test_inputs_that_require_grad_are_accepted():
     )
     assert torch.equal(got, expected)
     assert torch.equal(pruning.token_scores(audio, text), pruning.token_scores(audio.detach(), text.detach()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Every float dtype, and where float64 work runs
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def make_float_tokens(n, d, dtype, seed=0, duplicates=0):
+    audio, text = make_tokens(n, d, seed=seed, spread=2.0, duplicates=duplicates)
+    if dtype == torch.float64:  # values that float32 does not hold
+        g = torch.Generator().manual_seed(seed)
+        audio, text = audio.double() + 1e-9 * torch.randn(n, d, generator=g, dtype=torch.float64), text.double()
+    return audio.to(dtype), text.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_every_float_dtype_selects_like_the_naive_reference(dtype):
+    """Regression: float64 inputs failed inside torch (linalg.vector_norm with a float32 dtype)."""
+    audio, text = make_float_tokens(230, 16, dtype, seed=3, duplicates=8)
+    w_q, w_k = (w.to(dtype) for w in make_weights(32, 16, 16, seed=3))
+    scores = pruning.token_scores(audio, text)
+    assert scores.dtype == torch.float32
+    naive_scores = naive_token_scores(audio, text)
+    torch.testing.assert_close(scores.double(), torch.tensor(naive_scores, dtype=torch.float64), rtol=1e-5, atol=1e-6)
+    assert_selection(pruning.phase1_select(audio, text, 70, tokens_per_frame=20), naive_phase1(naive_scores, 70, 20))
+    assert_selection(
+        pruning.phase2_select(audio, w_q, w_k, 40, head_dim=8, tie_break=scores),
+        naive_phase2(audio, w_q, w_k, 40, 8, scores.tolist()),
+    )
+    kept = pruning.speechprune_select(audio, text, w_q, w_k, 0.4, phase1_tokens=100, head_dim=8)
+    assert_selection(kept, naive_speechprune(audio, text, w_q, w_k, 0.4, 100, 25, 1.0, 8))
+    assert_selection(pruning.dart_select(audio, 50, pivots=4), naive_dart(audio, 50, 4))
+    attention = torch.softmax(torch.randn(2, 3, 230, generator=torch.Generator().manual_seed(3)), dim=-1).to(dtype)
+    assert_selection(pruning.llm_attention_select(attention, 60), naive_llm_attention(attention, 60))
+
+
+def test_float64_work_runs_where_float64_exists(monkeypatch):
+    """MPS has no float64: that work goes to the CPU. Every float64 step asks exact_device first."""
+    assert pruning_kernels.exact_device(torch.device("mps")) == torch.device("cpu")
+    assert pruning_kernels.exact_device(torch.device("mps:0")) == torch.device("cpu")
+    assert pruning_kernels.exact_device(torch.device("cuda:1")) == torch.device("cuda:1")
+    asked = []
+
+    def recording(device):
+        asked.append(torch.device(device).type)
+        return torch.device("cpu")
+
+    monkeypatch.setattr(pruning, "exact_device", recording)
+    audio, text = make_tokens(120, 8, seed=4)
+    w_q, w_k = make_weights(8, 8, 8, seed=4)
+    pruning.phase1_select(audio, text, 40)
+    pruning.phase2_select(audio, w_q, w_k, 40)
+    pruning.llm_attention_select(torch.rand(2, 120), 40)
+    assert asked == ["cpu"] * 3
+
+
+# ---------------------------------------------------------------------------------------------
+# SPEC section 8, against naive readings written here
+
+
+def naive_uniform(n, k):
+    if n <= k:
+        return list(range(n))
+    return [math.floor(Fraction(2 * i + 1, 2) * n / k) for i in range(k)]
+
+
+def naive_dart(audio, k, pivots):
+    rows = _matrix(audio)
+    n = len(rows)
+    if n <= k:
+        return list(range(n))
+    norms = [math.sqrt(math.fsum(x * x for x in row)) for row in rows]
+    chosen = sorted(range(n), key=lambda j: (-norms[j], j))[: min(pivots, k)]
+
+    def cosine(a, b):
+        dot = math.fsum(x * y for x, y in zip(rows[a], rows[b]))
+        return dot / (max(norms[a], 1e-8) * max(norms[b], 1e-8))
+
+    others = [j for j in range(n) if j not in chosen]
+    score = {j: max(cosine(j, p) for p in chosen) for j in others}
+    return sorted(chosen + sorted(others, key=lambda j: (score[j], j))[: k - len(chosen)])
+
+
+def naive_llm_attention(attention, k):
+    n = attention.shape[-1]
+    if n <= k:
+        return list(range(n))
+    rows = attention.double().reshape(-1, n).tolist()
+    mean = [math.fsum(row[j] for row in rows) / len(rows) for j in range(n)]
+    return sorted(sorted(range(n), key=lambda j: (-mean[j], j))[:k])
+
+
+def exact(seconds):
+    return Fraction(seconds).limit_denominator(10**6)
+
+
+def naive_key_set(n, start, end, t=0.04):
+    t, start, end = exact(t), exact(start), exact(end)
+    return [j for j in range(n) if j * t < end and (j + 1) * t > start]
+
+
+def naive_oracle(n, k, start, end, t=0.04):
+    key = naive_key_set(n, start, end, t)
+    if n <= k:
+        return list(range(n))
+    if len(key) >= k:
+        runs = [key[i : i + k] for i in range(len(key) - k + 1)]
+        centre = Fraction(key[0] + key[-1], 2)
+        return min(runs, key=lambda run: abs(Fraction(run[0] + run[-1], 2) - centre))  # min: the earliest
+    inside = set(key)
+    others = [j for j in range(n) if j not in inside]
+    return sorted(key + [others[i] for i in naive_uniform(len(others), k - len(key))])
+
+
+def test_uniform_matches_naive():
+    for n, k in [(2250, 600), (2250, 150), (751, 750), (10, 3), (7, 1), (100, 99), (5, 5), (5, 9), (1, 1)]:
+        assert_selection(pruning.uniform_select(n, k), naive_uniform(n, k))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        n = int(torch.randint(1, 3000, (1,), generator=g))
+        k = int(torch.randint(1, n + 3, (1,), generator=g))
+        kept = pruning.uniform_select(n, k)
+        assert_selection(kept, naive_uniform(n, k))
+        assert kept.numel() == min(n, k)
+
+
+DART_CASES = [
+    # n, d, k, pivots, duplicates
+    (200, 16, 60, 8, 0),
+    (200, 16, 5, 8, 0),  # fewer kept than pivots: only the largest-norm rows
+    (150, 8, 40, 1, 30),  # duplicates: exact ties in norm and in similarity
+    (90, 32, 89, 8, 0),
+    (60, 4, 20, 3, 10),
+]
+
+
+@pytest.mark.parametrize("n, d, k, pivots, duplicates", DART_CASES)
+def test_dart_matches_naive(n, d, k, pivots, duplicates):
+    audio, _ = make_tokens(n, d, seed=n + k, duplicates=duplicates)
+    audio[7] = 0  # a zero row: its norm is clamped, its similarity is 0
+    kept = pruning.dart_select(audio, k, pivots=pivots)
+    assert_selection(kept, naive_dart(audio, k, pivots))
+    assert kept.numel() == min(n, k)
+
+
+def test_dart_keeps_the_largest_norms_and_drops_copies_of_pivots():
+    audio, _ = make_tokens(50, 8, seed=2)
+    audio[10] = audio[3] * 10  # the largest norm: a pivot
+    audio[11] = audio[3] * 9  # points the same way: the most duplicated row
+    kept = pruning.dart_select(audio, 49, pivots=1).tolist()
+    assert 10 in kept and 11 not in kept
+
+
+def test_llm_attention_ranking_matches_naive_for_every_layout():
+    g = torch.Generator().manual_seed(1)
+    probabilities = torch.softmax(torch.randn(4, 6, 300, generator=g) * 3, dim=-1)
+    probabilities[:, :, 40] = probabilities[:, :, 20]  # an exact tie: the lower index wins
+    for attention in (probabilities, probabilities.mean(dim=0), probabilities.mean(dim=(0, 1))):
+        for k in (1, 20, 150, 299, 300, 400):
+            kept = pruning.llm_attention_select(attention, k)
+            assert_selection(kept, naive_llm_attention(attention, k))
+    tied = torch.ones(10)
+    assert pruning.llm_attention_select(tied, 3).tolist() == [0, 1, 2]
+
+
+KEY_CASES = [
+    # n, k, key_start, key_end, seconds per token
+    (2250, 600, 30.0, 34.5, 0.04),  # the key fits: every key token and uniform picks elsewhere
+    (2250, 100, 30.0, 34.5, 0.04),  # 113 key tokens > 100: a centred run
+    (2250, 112, 30.0, 34.5, 0.04),  # odd difference: two runs equally centred, the earlier one
+    (2250, 600, 1.2, 1.3, 0.04),  # boundaries on token edges: [1.16, 1.2) does not overlap
+    (2250, 600, 0.0, 0.01, 0.04),  # one token at the very start
+    (2250, 600, 89.97, 95.0, 0.04),  # past the end of the audio: cut at N
+    (1125, 300, 12.345, 20.001, 0.08),  # 80 ms tokens
+    (1170, 300, 10.0, 11.0, 1 / 13),  # 13 tokens per second
+    (50, 60, 0.5, 0.9, 0.04),  # N <= k: everything
+    (100, 30, 0.0, 4.0, 0.04),  # the key spans the whole recording
+]
+
+
+@pytest.mark.parametrize("n, k, start, end, t", KEY_CASES)
+def test_oracle_and_key_recall_match_naive(n, k, start, end, t):
+    key = naive_key_set(n, start, end, t)
+    assert pruning.key_token_set(n, start, end, t).tolist() == key
+    kept = pruning.oracle_select(n, k, start, end, t)
+    assert_selection(kept, naive_oracle(n, k, start, end, t))
+    assert kept.numel() == min(n, k)
+    recall = pruning.key_recall(kept, n, start, end, t)
+    assert recall == len(set(kept.tolist()) & set(key)) / len(key)
+    if len(key) <= k:  # the key fits: the oracle keeps all of it
+        assert set(key) <= set(kept.tolist()) and recall == 1.0
+
+
+def test_oracle_keeps_every_key_token_whenever_they_fit():
+    g = torch.Generator().manual_seed(9)
+    for _ in range(60):
+        n = int(torch.randint(20, 2500, (1,), generator=g))
+        start = float(torch.rand(1, generator=g)) * n * 0.04
+        end = start + 0.01 + float(torch.rand(1, generator=g)) * 10
+        key = naive_key_set(n, start, end)
+        if not key:
+            continue
+        k = int(torch.randint(1, n + 1, (1,), generator=g))
+        kept = pruning.oracle_select(n, k, start, end)
+        assert_selection(kept, naive_oracle(n, k, start, end))
+        if len(key) <= k:
+            assert set(key) <= set(kept.tolist())
+
+
+def test_key_token_set_edges():
+    assert pruning.key_token_set(100, 1.2, 1.3).tolist() == [30, 31, 32]  # token 29 ends at 1.2: out
+    assert pruning.key_token_set(100, 1.2, 1.32).tolist() == [30, 31, 32]  # token 33 starts at 1.32: out
+    assert pruning.key_token_set(100, 1.19, 1.3).tolist() == [29, 30, 31, 32]
+    assert pruning.key_token_set(100, 5.0, 9.0).tolist() == []  # past the audio's 4 s
+
+
+def test_key_times_errors_and_missing_recall():
+    assert pruning.key_recall([1, 2], 100, None, None) is None
+    assert pruning.key_recall([1, 2], 100, float("nan"), 3.0) is None
+    assert pruning.key_recall(torch.arange(100), 100, 0.5, 0.6) == 1.0
+    with pytest.raises(ValueError, match="key_start"):
+        pruning.oracle_select(100, 10, None, 2.0)
+    with pytest.raises(ValueError, match="key_end"):
+        pruning.oracle_select(100, 10, 1.0, None)
+    with pytest.raises(ValueError, match="key_end must be after key_start"):
+        pruning.oracle_select(100, 10, 2.0, 1.0)
+    with pytest.raises(ValueError, match="covers none"):
+        pruning.oracle_select(100, 10, 5.0, 9.0)
+    with pytest.raises(ValueError, match="covers none"):
+        pruning.key_recall([1], 100, 5.0, 9.0)
+
+
+@pytest.mark.parametrize(
+    "name, call",
+    [
+        ("k", lambda: pruning.uniform_select(10, 0)),
+        ("num_tokens", lambda: pruning.uniform_select(0, 3)),
+        ("pivots", lambda: pruning.dart_select(torch.randn(10, 4), 3, pivots=0)),
+        ("audio", lambda: pruning.dart_select(torch.randn(10), 3)),
+        ("attention", lambda: pruning.llm_attention_select(torch.ones(2, 2, 2, 2), 1)),
+        ("attention", lambda: pruning.llm_attention_select(torch.tensor([1.0, float("nan")]), 1)),
+        ("attention", lambda: pruning.llm_attention_select(torch.arange(4), 1)),
+        ("seconds_per_token", lambda: pruning.key_token_set(10, 0.0, 1.0, seconds_per_token=0.0)),
+    ],
+)
+def test_section8_bad_input_names_the_argument(name, call):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+# ---------------------------------------------------------------------------------------------
+# The copied files run alone
+
+
+def test_a_copy_of_the_selection_files_runs_without_transformers(tmp_path):
+    """pruning.py, its kernels and the settings validator need only torch: a fresh process where
+    transformers, huggingface_hub and numpy cannot be imported selects exactly as the package does."""
+    package = tmp_path / "copied"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("pruning.py", "pruning_kernels.py", "pruning_settings.py"):
+        shutil.copy(Path(pruning.__file__).with_name(name), package / name)
+    script = """
+import json, sys
+for blocked in ("transformers", "huggingface_hub", "numpy", "speechprune"):
+    sys.modules[blocked] = None  # any import of these fails
+import torch
+from copied import pruning
+g = torch.Generator().manual_seed(0)
+audio, text = torch.randn(900, 32, generator=g), torch.randn(5, 32, generator=g)
+w_q, w_k = torch.randn(32, 32, generator=g), torch.randn(16, 32, generator=g)
+print(json.dumps({
+    "speechprune": pruning.speechprune_select(audio, text, w_q, w_k, 0.4, head_dim=8).tolist(),
+    "dart": pruning.dart_select(audio, 300).tolist(),
+    "oracle": pruning.oracle_select(900, 300, 3.0, 9.5).tolist(),
+    "settings": pruning.__dict__["resolve_method"]("rap"),
+}))
+"""
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    child = json.loads(done.stdout)
+    g = torch.Generator().manual_seed(0)
+    audio, text = torch.randn(900, 32, generator=g), torch.randn(5, 32, generator=g)
+    w_q, w_k = torch.randn(32, 32, generator=g), torch.randn(16, 32, generator=g)
+    assert child["speechprune"] == pruning.speechprune_select(audio, text, w_q, w_k, 0.4, head_dim=8).tolist()
+    assert child["dart"] == pruning.dart_select(audio, 300).tolist()
+    assert child["oracle"] == pruning.oracle_select(900, 300, 3.0, 9.5).tolist()
+    assert child["settings"] == "random"

@@ -36,6 +36,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModel, AutoModelForCausalLM, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+from speechprune.modeling.pruning_settings import check_count  # the one validator of counts
+
 ConfigLike = PretrainedConfig | dict | str | os.PathLike
 
 #: The public architecture of Qwen2-Audio-7B(-Instruct) (no weights), shipped with the package so
@@ -90,12 +92,6 @@ def _build(data: dict, factory) -> torch.nn.Module:
     except ValueError as err:  # e.g. an encoder config where a causal LM is needed
         raise ValueError(f"config: cannot build a {factory.__name__} from model_type {model_type!r}: {err}") from err
     return model.eval()
-
-
-def _check_count(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    return value
 
 
 @functools.lru_cache(maxsize=256)
@@ -164,7 +160,7 @@ def llm_prefill_flops(config: ConfigLike, num_tokens: int, *, logits: str = "all
         >>> llm_prefill_flops(cfg, 10)  # 10 * 2 * 80128 multiply-adds + 2 layers * 4 * 4 * 10**2 * 16
         1653760
     """
-    _check_count("num_tokens", num_tokens)
+    num_tokens = check_count("num_tokens", num_tokens)
     if logits not in ("all", "last"):
         raise ValueError(f"logits: expected 'all' or 'last', got {logits!r}")
     key = _key(_sub_config(config, "text_config", "qwen2"))
@@ -208,7 +204,7 @@ def audio_encoder_flops(config: ConfigLike, num_windows: int) -> int:
         >>> audio_encoder_flops(cfg, 2) == 2 * audio_encoder_flops(cfg, 1)
         True
     """
-    _check_count("num_windows", num_windows)
+    num_windows = check_count("num_windows", num_windows)
     return _encoder_flops(_key(_sub_config(config, "audio_config", "qwen2_audio_encoder")), num_windows)
 
 
@@ -262,8 +258,8 @@ def activation_memory_estimate(
         >>> activation_memory_estimate(cfg, 10)["kv_cache"]  # 2 * 2 layers * 10 * 2 heads * 16 * 2 bytes
         2560
     """
-    _check_count("num_tokens", num_tokens)
-    _check_count("dtype_bytes", dtype_bytes)
+    num_tokens = check_count("num_tokens", num_tokens)
+    dtype_bytes = check_count("dtype_bytes", dtype_bytes)
     if logits not in ("all", "last"):
         raise ValueError(f"logits: expected 'all' or 'last', got {logits!r}")
     if attention not in ("eager", "sdpa"):

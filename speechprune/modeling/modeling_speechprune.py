@@ -44,9 +44,21 @@ from transformers.conversion_mapping import get_checkpoint_conversion_mapping, r
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.qwen2_audio.modeling_qwen2_audio import Qwen2AudioCausalLMOutputWithPast
 
-from . import pruning
 from .audio_spans import assign_windows, compact_left, fallback_query_mask, find_spans
-from .configuration_speechprune import SpeechPruneConfig, check_pruning_settings
+from .configuration_speechprune import SpeechPruneConfig
+from .pruning import (  # a `from .x import` line: transformers copies the files it names into Hub repos
+    crop_select,
+    dart_select,
+    final_count,
+    phase1_select,
+    phase2_select,
+    random_select,
+    sample_seed,
+    speechprune_select,
+    token_scores,
+    uniform_select,
+)
+from .pruning_settings import resolve_settings, split_settings, with_family_defaults
 
 SECONDS_PER_TOKEN = 0.04  # one Qwen2-Audio token per 40 ms (SPEC section 2)
 _QUERY_METHODS = ("speechprune", "phase1", "phase2")
@@ -247,8 +259,7 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
         ``settings``: any of the per-call settings of :meth:`forward` by name (the config supplies the
         rest; validated here). Also sets ``last_selection`` and ``last_pruned_input_ids``.
         """
-        given = settings or {}
-        settings = self._settings({}, *(given.get(name) for name in _SETTING_NAMES))
+        settings = self._resolve_settings(settings or {})
         method = settings["pruning_method"]
         self._check_features(input_features, feature_attention_mask)
         if sample_ids is not None and len(sample_ids) != input_ids.shape[0]:
@@ -359,22 +370,26 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
                 return torch.arange(n)
             if method == "original":
                 return torch.arange(min(n, self._tokens_per_window()))
-            k2 = pruning.final_count(n, rate, settings["phase1_tokens"])
+            k2 = final_count(n, rate, settings["phase1_tokens"])
+            if method == "uniform":
+                return uniform_select(n, k2)
+            if method == "dart":
+                return dart_select(tokens, k2, settings["dart_pivots"])
+            if method in ("llm_attention", "oracle"):
+                raise ValueError(f"pruning_method: {method!r} is not available in this model class yet")
             if method in ("random", "crop"):
-                seed = pruning.sample_seed(settings["pruning_seed"], span_id)
-                select = pruning.random_select if method == "random" else pruning.crop_select
+                seed = sample_seed(settings["pruning_seed"], span_id)
+                select = random_select if method == "random" else crop_select
                 return select(n, k2, seed)
             query = query.to(tokens.device)
             if method == "phase1":
-                return pruning.phase1_select(
-                    tokens, query, k2, settings["tokens_per_frame"], settings["phase1_temperature"]
-                )
+                return phase1_select(tokens, query, k2, settings["tokens_per_frame"], settings["phase1_temperature"])
             q_weight, k_weight, head_dim = self._first_layer_projections()
             if method == "phase2":
-                scores = pruning.token_scores(tokens, query)
+                scores = token_scores(tokens, query)
                 x = tokens.to(q_weight.device)
-                return pruning.phase2_select(x, q_weight, k_weight, k2, head_dim, tie_break=scores.to(q_weight.device))
-            return pruning.speechprune_select(
+                return phase2_select(x, q_weight, k_weight, k2, head_dim, tie_break=scores.to(q_weight.device))
+            return speechprune_select(
                 tokens.to(q_weight.device),
                 query.to(q_weight.device),
                 q_weight,
@@ -411,16 +426,21 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
         """Config defaults overridden by this call's settings (``None`` keeps the default), validated."""
         if "query" in kwargs:
             raise ValueError("query is applied by the processor: pass query=... to SpeechPruneProcessor instead")
-        unknown = [k for k in kwargs if k.startswith("pruning") or k in ("sample_id", "rate", "method")]
-        if unknown:
-            raise ValueError(f"unknown pruning argument(s) {unknown}; known: {_SETTING_NAMES}")
-        settings = self.config.pruning_settings()
-        given = (method, rate, phase1_tokens, tokens_per_frame, temperature, seed)
-        for name, value in zip(_SETTING_NAMES, given):
-            if value is not None:
-                settings[name] = value
-        settings["pruning_method"] = check_pruning_settings(**settings)
-        return settings
+        if "sample_id" in kwargs:
+            raise ValueError("sample_id: unknown argument; pass sample_ids=[...] (one id per sample)")
+        # Settings without an argument of their own (positions, attention_layer, dart_pivots) come
+        # through **kwargs; a misspelt setting name is an error that lists the known ones.
+        extra, _ = split_settings(kwargs)
+        for name in extra:
+            kwargs.pop(name)
+        given = dict(zip(_SETTING_NAMES, (method, rate, phase1_tokens, tokens_per_frame, temperature, seed)))
+        return self._resolve_settings({**extra, **given})
+
+    def _resolve_settings(self, overrides: dict) -> dict:
+        """The config's settings overridden by ``overrides`` (by name; ``None`` keeps the default), validated."""
+        settings = resolve_settings(self.config.pruning_settings(), overrides)
+        window, seconds = self._tokens_per_window(), SECONDS_PER_TOKEN
+        return with_family_defaults(settings, window_tokens=window, seconds_per_token=seconds)
 
     def _tokens_per_window(self) -> int:
         return self.config.audio_config.max_source_positions // 2  # 750: encoder positions, pooled by 2
