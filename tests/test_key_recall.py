@@ -74,7 +74,7 @@ def test_points_per_method_and_rate(run):
     document = json.loads((run["output"] / "results.json").read_text())
     figure = report.accuracy_vs_key_recall_figure(document)
     (ax,) = figure.axes
-    drawn = sorted(round(float(line.get_xdata()[0]), 9) for line in ax.lines if len(line.get_xdata()) == 1)
+    drawn = sorted(round(float(bars.lines[0].get_xdata()[0]), 9) for bars in ax.containers)  # errorbar points
     expected = sorted(round(100 * row["key_recall"], 9) for row in document["results"]["spiral"].values())
     assert drawn == expected  # one point per method and rate at its mean key recall
 

@@ -109,6 +109,7 @@ class Evaluator:
         cost_config: architecture for ``llm_flops`` and ``activation_estimate_gb``; dtype_bytes:
             its bytes per element for the estimate.
         map_ids: samples whose kept-token times go into their rotation-0 records.
+        attention_layer: ``llm_attention``'s decoder layer (0-based); dart_pivots: ``dart``'s pivot count.
         audio_cache: encode each batch's audio once and reuse it for every variant and rotation
             (:class:`EncoderCache`; results are identical). The encoder's time is then added to
             each prefill time; on CUDA the memory peaks of the reusing calls leave the encoder out.
@@ -132,6 +133,8 @@ class Evaluator:
         dtype_bytes: int = 2,
         map_ids: frozenset = frozenset(),
         audio_cache: bool = True,
+        attention_layer: int = 2,
+        dart_pivots: int = 8,
     ):
         self.model, self.processor, self.dataset = model, processor, dataset
         self.ids = list(dataset["id"])
@@ -141,6 +144,11 @@ class Evaluator:
         self.dtype_bytes = dtype_bytes
         self.map_ids = map_ids
         self.audio_cache = audio_cache
+        # SPEC section 8's own settings, sent only with their method so that every other call is unchanged.
+        self.method_settings = {
+            "llm_attention": {"attention_layer": attention_layer},
+            "dart": {"dart_pivots": dart_pivots},
+        }
         self.token_seconds = token_seconds(model)
         self.letter_ids = letter_token_ids(processor.tokenizer) if scoring == "loglik" else None
         self.warm = False
@@ -187,8 +195,10 @@ class Evaluator:
                 if audio is None:
                     audio = (inputs["input_features"], inputs["feature_attention_mask"])
                 inputs["input_features"], inputs["feature_attention_mask"] = audio
+                key_times = [sample_key_times(row) for row in rows]
                 for variant in todo:
-                    answers, meter = self._ask(inputs, variant, ids, [choices for choices, _ in asked], cache)
+                    choices = [choices for choices, _ in asked]
+                    answers, meter = self._ask(inputs, variant, ids, choices, cache, key_times)
                     for j, row in enumerate(rows):
                         key = (row["id"], variant.method, variant.rate, rotation)
                         if key in self.done:
@@ -204,14 +214,17 @@ class Evaluator:
                             progress.update(1)
         return new
 
-    def _ask(self, inputs, variant: Variant, ids: list[str], choices: list[list[str]], cache: EncoderCache | None):
+    def _ask(self, inputs, variant: Variant, ids: list[str], choices: list[list[str]], cache, key_times: list):
         """One model call for the whole batch: ``(answers, meter)``."""
         pruning = {
             "pruning_method": variant.method,
             "pruning_rate": 0.0 if variant.rate is None else variant.rate,
             "pruning_seed": self.seed,
             "sample_ids": ids,
+            **self.method_settings.get(variant.method, {}),
         }
+        if variant.method == "oracle":
+            pruning["key_times"] = key_times
         with torch.no_grad():
             if not self.warm:
                 # A process's first call pays one-off costs (allocator growth, kernel selection, lazy
@@ -292,6 +305,12 @@ def token_seconds(model) -> float:
     return float(getattr(model, "seconds_per_token", SECONDS_PER_TOKEN))
 
 
+def sample_key_times(row: dict) -> tuple[float, float] | None:
+    """``(key_start, key_end)`` of a dataset row, or ``None`` where the task has no key times."""
+    start, end = row.get("key_start"), row.get("key_end")
+    return None if start is None or end is None else (float(start), float(end))
+
+
 def record_key_recall(selection, row: dict, seconds_per_token: float) -> float | None:
     """SPEC section 8's key recall of one sample's selection: ``None`` without key times.
 
@@ -303,9 +322,9 @@ def record_key_recall(selection, row: dict, seconds_per_token: float) -> float |
     """
     from speechprune.modeling.pruning import key_recall
 
-    start, end = row.get("key_start"), row.get("key_end")
-    if start is None or end is None:
+    if sample_key_times(row) is None:
         return None
+    start, end = sample_key_times(row)
     spans = selection if isinstance(selection, list) else [selection]
     if len(spans) != 1:
         raise ValueError(f"key times of sample {row.get('id')!r} need one recording in the prompt, got {len(spans)}")
@@ -324,6 +343,7 @@ def kept_mask(spans: list[dict]) -> str:
 
 __all__ = [
     "kept_mask",
+    "sample_key_times",
     "record_key_recall",
     "token_seconds",
     "Variant",
