@@ -9,7 +9,6 @@ bars and the key-sentence colours.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from speechprune.evaluation import explorer, runner
+from speechprune.evaluation import explorer
 from speechprune.evaluation.kept import decode_mask, encode_mask
 
 CHROMIUM_FLAGS = [
@@ -90,16 +89,11 @@ class Dom(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def run(spiral_small, tmp_path_factory):
+def run(spiral_small, tiny_eval, tmp_path_factory):
     """A real run folder and its records (3 samples, 6 variants)."""
     output = tmp_path_factory.mktemp("explorer_run")
-    parser = argparse.ArgumentParser()
-    runner.configure(parser)
-    args = parser.parse_args(
-        ["--model", "tiny", "--dataset", str(spiral_small), "--config", "spiral", "--output", str(output)]
-        + ["--methods", METHODS, "--rates", RATES, "--limit", "3", "--map-samples", "1"]
-    )
-    done = runner.evaluate(args)
+    args = ["--methods", METHODS, "--rates", RATES, "--limit", "3", "--map-samples", "1"]
+    done = tiny_eval(spiral_small, output, *args)
     return {"output": output, "records": done["records"]}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
@@ -11,14 +10,14 @@ from fractions import Fraction
 import pytest
 from datasets import load_dataset
 
-from speechprune.evaluation import report, results, runner
+from speechprune.evaluation import report, results
 from speechprune.evaluation.evaluator import record_key_recall
 from speechprune.evaluation.kept import decode_mask
 from speechprune.evaluation.loading import local_cache_dir
 
-METHODS = "full,original,random,crop,speechprune"
-RATES = "0.4,0.9"
-pytestmark = pytest.mark.slow  # one tiny-model run on 2 dialogues
+METHODS = "full,original,random,crop,phase1,phase2,speechprune,uniform,dart,llm_attention,oracle"
+RATES = "0.4,0.9"  # k2 = 450 holds these key sentences whole, k2 = 75 does not
+pytestmark = pytest.mark.slow  # one tiny-model run on 2 dialogues, every method
 
 
 def naive_key_set(num_tokens: int, start: float, end: float, t: Fraction = Fraction(1, 25)) -> set[int]:
@@ -28,15 +27,10 @@ def naive_key_set(num_tokens: int, start: float, end: float, t: Fraction = Fract
 
 
 @pytest.fixture(scope="module")
-def run(spiral_small, tmp_path_factory):
+def run(spiral_small, tiny_eval, tmp_path_factory):
     output = tmp_path_factory.mktemp("key_recall_run")
-    parser = argparse.ArgumentParser()
-    runner.configure(parser)
-    args = parser.parse_args(
-        ["--model", "tiny", "--dataset", str(spiral_small), "--config", "spiral", "--output", str(output)]
-        + ["--methods", METHODS, "--rates", RATES, "--limit", "2", "--map-samples", "0"]
-    )
-    done = runner.evaluate(args)
+    args = ["--methods", METHODS, "--rates", RATES, "--limit", "2", "--map-samples", "0"]
+    done = tiny_eval(spiral_small, output, *args)
     ds = load_dataset(str(spiral_small), "spiral", split="test", cache_dir=str(local_cache_dir(spiral_small)))
     rows = {row["id"]: row for row in ds.select_columns(["id", "key_start", "key_end"])}
     return {"output": output, "records": done["records"], "rows": rows}
@@ -95,3 +89,34 @@ def test_a_task_without_key_times_gives_null_and_plots_say_so():
     document = {"results": {"task": {"uniform@0.5": row}}}
     for figure in (report.key_recall_figure(document), report.accuracy_vs_key_recall_figure(document)):
         assert [t.get_text() for ax in figure.axes for t in ax.texts] == [report.NO_KEY_TIMES]
+
+
+def test_every_method_runs_with_the_final_count(run):
+    counts = {}
+    for record in run["records"]:
+        n, k = record["audio_tokens_before"], record["audio_tokens_after"]
+        expected = {"full": n, "original": min(n, 750)}.get(record["method"], round((1 - (record["rate"] or 0)) * 750))
+        assert k == expected and len(decode_mask(record["kept_mask"], n)) == k
+        counts[record["method"]] = counts.get(record["method"], 0) + 1
+        if record["method"] == "uniform":  # SPEC 8: index i of k2 is floor((i + 0.5) N / k2)
+            assert decode_mask(record["kept_mask"], n) == [math.floor((i + 0.5) * n / k) for i in range(k)]
+    assert counts == {m: 2 if m in ("full", "original") else 4 for m in METHODS.split(",")}
+
+
+def test_oracle_recall_is_one_wherever_the_key_sentence_fits(run):
+    fits = cut = 0
+    for record in run["records"]:
+        if record["method"] != "oracle":
+            continue
+        row = run["rows"][record["id"]]
+        n, k = record["audio_tokens_before"], record["audio_tokens_after"]
+        key = naive_key_set(n, row["key_start"], row["key_end"])
+        kept = decode_mask(record["kept_mask"], n)
+        if len(key) <= k:
+            fits += 1
+            assert record["key_recall"] == 1.0 and key <= set(kept)
+        else:  # a run of k2 key tokens: recall k2 / |K|
+            cut += 1
+            assert set(kept) <= key and kept == list(range(kept[0], kept[0] + k))
+            assert record["key_recall"] == pytest.approx(k / len(key), abs=1e-12)
+    assert fits and cut  # both cases were exercised
