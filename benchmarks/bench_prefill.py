@@ -20,10 +20,17 @@ Clocks: on a CPU the main columns use this process's CPU time with one torch thr
 machine's cores are shared and the wall clock also counts the time other processes hold them;
 wall-clock speedups are shown beside. On CUDA the wall clock (with synchronisation) is used.
 
+``--family NAME`` (any of ``speechprune.evaluation.architectures.FAMILIES`` other than
+``qwen2_audio``) measures that family's released language model instead (random weights, its
+real shape on CUDA in bf16, scaled on a CPU): the LLM prefill at its own token counts of a 90 s
+recording (``W`` per 30 s, ``N`` in all) and the selection on its ``N`` rows. The end-to-end
+sections stay Qwen2-Audio's (its encoder is the one this benchmark builds).
+
 Usage::
 
     python benchmarks/bench_prefill.py                    # CPU, scaled model, 5 repeats
     python benchmarks/bench_prefill.py --device cuda      # one GPU, the real 7B shape in bf16
+    python benchmarks/bench_prefill.py --device cuda --family voxtral   # Voxtral-Mini-3B's LLM
 """
 
 from __future__ import annotations
@@ -37,10 +44,12 @@ import time
 import torch
 from transformers import Qwen2AudioConfig, Qwen2AudioEncoder, Qwen2ForCausalLM
 
+from speechprune.evaluation.architectures import FAMILIES, audio_tokens, released_architecture
 from speechprune.evaluation.efficiency import (
     QWEN2_AUDIO_7B_CONFIG,
     activation_memory_estimate,
     audio_encoder_flops,
+    build_language_model,
     llm_prefill_flops,
 )
 
@@ -175,6 +184,145 @@ def _cases(pipe: Pipeline, text_tokens: int, query_tokens: int) -> dict[str, tup
     return cases
 
 
+def scaled_text_config(family: str, layer_factor: float, width_factor: float) -> dict:
+    """``family``'s released text config with ``layer_factor`` of its layers and ``width_factor`` of its widths.
+
+    As :func:`scaled_config`: head widths stay, head counts shrink (at least one), the vocabulary
+    shrinks by both factors. Gemma 4's layer pattern and KV-shared layers shrink with the layers.
+    """
+    text = released_architecture(family).text_config
+    if (layer_factor, width_factor) == (1.0, 1.0):
+        return text
+
+    def scale(value: int, factor: float, multiple: int = 1) -> int:
+        return max(multiple, round(value * factor / multiple) * multiple)
+
+    head = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
+    text["num_attention_heads"] = scale(text["num_attention_heads"], width_factor)
+    text["num_key_value_heads"] = min(text["num_attention_heads"], scale(text["num_key_value_heads"], width_factor))
+    text["hidden_size"] = text["num_attention_heads"] * head
+    for key in ("intermediate_size", "moe_intermediate_size"):
+        if key in text:
+            text[key] = scale(text[key], width_factor, 8)
+    for key in ("vocab_size", "vocab_size_per_layer_input"):
+        if key in text:
+            text[key] = scale(text[key], width_factor * layer_factor, 8)
+    layers = scale(text["num_hidden_layers"], layer_factor)
+    if "layer_types" in text:  # keep the pattern's first layers, and a global last layer
+        text["layer_types"] = text["layer_types"][: layers - 1] + ["full_attention"]
+    if "num_kv_shared_layers" in text:
+        text["num_kv_shared_layers"] = min(layers - 2, round(text["num_kv_shared_layers"] * layer_factor))
+    text["num_hidden_layers"] = layers
+    return text
+
+
+class FamilyPipeline:
+    """Random-weight language model of one family's released (or scaled) architecture, on one device."""
+
+    def __init__(self, family: str, text: dict, device: str, dtype: torch.dtype, logits: str, seed: int = 0):
+        self.family, self.text, self.device, self.dtype = family, text, torch.device(device), dtype
+        self.logits_to_keep = 0 if logits == "all" else 1
+        torch.manual_seed(seed)
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            self.lm = build_language_model(text, str(self.device)).eval()
+        finally:
+            torch.set_default_dtype(default)
+        if self.device.type == "cpu":  # the grouped-mm experts kernel wants bf16 on a CPU
+            self.lm.config._experts_implementation = "eager"
+        self.hidden = text["hidden_size"]
+        self.text_rows = torch.randn(1, 256, self.hidden, device=self.device, dtype=dtype)
+        layer0 = self.lm.model.layers[0].self_attn
+        self.q_weight, self.k_weight, self.head_dim = layer0.q_proj.weight, layer0.k_proj.weight, layer0.head_dim
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def prefill(self, audio: torch.Tensor, text_tokens: int):
+        embeds = torch.cat([audio[None], self.text_rows[:, :text_tokens]], dim=1)
+        extra = {}
+        if self.text.get("hidden_size_per_layer_input"):  # Gemma 4's second per-position input
+            shape = (1, embeds.shape[1], self.text["num_hidden_layers"], self.text["hidden_size_per_layer_input"])
+            extra["per_layer_inputs"] = torch.randn(shape, device=self.device, dtype=self.dtype)
+        return self.lm(inputs_embeds=embeds, use_cache=True, logits_to_keep=self.logits_to_keep, **extra)
+
+    def select(self, audio: torch.Tensor, rate: float, query_tokens: int, window: int) -> torch.Tensor:
+        from speechprune.modeling.pruning import speechprune_select
+
+        query = self.text_rows[0, :query_tokens]
+        kept = speechprune_select(
+            audio, query, self.q_weight, self.k_weight, rate, phase1_tokens=window, head_dim=self.head_dim
+        )
+        return audio[kept.to(audio.device)]
+
+
+def run_family(args: argparse.Namespace) -> dict:
+    """Time one family's LLM prefill at its 90 s token counts, and the selection (interleaved repeats)."""
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    text = scaled_text_config(args.family, args.layer_factor, args.width_factor)
+    pipe = FamilyPipeline(args.family, text, args.device, dtype, args.logits)
+    window = released_architecture(args.family).tokens_per_30s
+    total = audio_tokens(args.family, 90)
+    rows = torch.randn(total, pipe.hidden, dtype=dtype).to(pipe.device)
+    counts = {"full": total, **{f"{rate}": round(window * (1 - rate)) for rate in RATES}}
+    cases = {f"llm/{key}": (lambda n=n: pipe.prefill(rows[:n], args.text_tokens)) for key, n in counts.items()}
+    cases["select/0.8"] = lambda: pipe.select(rows, 0.8, args.query_tokens, window)
+    for fn in cases.values():
+        _time(fn, pipe)
+    times: dict[str, list[dict]] = {name: [] for name in cases}
+    names = list(cases)
+    for rep in range(args.repeats):
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+            times[name].append(_time(cases[name], pipe))
+    peaks = {name: _peak_bytes(cases[name], pipe) for name in names if name.startswith("llm/")}
+    return {"text": text, "counts": counts, "times": times, "peaks": peaks, "window": window}
+
+
+def report_family(args: argparse.Namespace, result: dict) -> str:
+    text, counts, times = result["text"], result["counts"], result["times"]
+    clock = args.clock
+    med = {name: statistics.median(t[clock] for t in values) for name, values in times.items()}
+    device = (
+        f"{args.device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        if args.device == "cpu"
+        else torch.cuda.get_device_name()
+    )
+    lines = [
+        f"device: {device}",
+        f"family: {args.family} ({released_architecture(args.family).checkpoint}); LLM {text['num_hidden_layers']} "
+        f"layers x {text['hidden_size']} (vocab {text['vocab_size']}); dtype {args.dtype}; {args.repeats} repeats, "
+        f"medians; clock: {clock}",
+        "",
+        f"LLM prefill of a 90 s recording (N = {counts['full']}, W = {result['window']}), speedup against `original`:",
+        "",
+        f"| case | tokens | {clock} ms | speedup | FLOP-predicted | peak activation GiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    base = "llm/0.0"
+
+    def flops(key: str) -> int:
+        return llm_prefill_flops(text, counts[key] + args.text_tokens, logits=args.logits)
+
+    for key in counts:
+        name, peak = f"llm/{key}", result["peaks"].get(f"llm/{key}")
+        peak_text = "-" if peak is None else f"{peak / 2**30:.3f}"
+        lines.append(
+            f"| {'original / 0.0' if key == '0.0' else key} | {counts[key] + args.text_tokens} | "
+            f"{1e3 * med[name]:.1f} | {med[base] / med[name]:.2f}x | {flops('0.0') / flops(key):.2f}x | {peak_text} |"
+        )
+    lines += [
+        "",
+        f"Selection alone (`speechprune_select`, {counts['full']} -> {result['window']} -> {counts['0.8']} rows): "
+        f"{1e3 * med['select/0.8']:.1f} ms ({clock}), {100 * med['select/0.8'] / med['llm/0.8']:.1f}% of the "
+        "rate-0.8 prefill.",
+    ]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> dict:
     device = args.device
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
@@ -305,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
         "--width-factor", type=float, default=None, help="share of the 7B's widths (default 0.25 on cpu, 1 on cuda)"
     )
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--family", default="qwen2_audio", choices=FAMILIES, help="whose language model (default qwen2_audio)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on cpu)")
     parser.add_argument(
         "--clock",
@@ -331,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--clock cpu measures CPU work only; use the wall clock with --device cuda")
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.family != "qwen2_audio":
+        print(report_family(args, run_family(args)))
+        return 0
     result = run(args)
     print(report(args, result))
     return 0

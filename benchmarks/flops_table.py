@@ -10,6 +10,10 @@ and counted with ``torch.utils.flop_counter``. Prints three Markdown tables:
 3. The analytic activation-memory estimate (bf16) beside the paper's activation column.
 4. How many 90 s recordings per second a GPU prefill would consume, from the FLOPs and an
    assumed effective throughput (``--gpu-tflops`` x ``--mfu``): the rate the data path must keep.
+5. Every supported family's released language model (``speechprune.evaluation.architectures``
+   says where each size came from) on a 90 s recording: LLM TFLOPs at rates 0 to 0.8 with
+   ``round((1 - rate) * W)`` audio tokens + 112 text tokens (``W``: the family's tokens per 30 s),
+   ``full`` (all the recording's tokens), and the audio encoder's share of encoder + LLM.
 
 Usage::
 
@@ -20,10 +24,13 @@ from __future__ import annotations
 
 import argparse
 
+from speechprune.evaluation.architectures import FAMILIES, released_architecture
+from speechprune.evaluation.architectures import audio_tokens as family_tokens
 from speechprune.evaluation.efficiency import (
     QWEN2_AUDIO_7B_CONFIG,
     activation_memory_estimate,
     audio_encoder_flops,
+    family_audio_encoder_flops,
     llm_prefill_flops,
 )
 
@@ -123,11 +130,38 @@ def gpu_rate_table(config, peak_tflops: float, mfu: float) -> list[str]:
     return lines
 
 
+def families_table(families=FAMILIES, seconds: float = 90.0) -> list[str]:
+    """LLM prefill TFLOPs per family on one recording of ``seconds``, and the audio encoder's share."""
+    rates = list(PAPER)
+    lines = [
+        "| family (release) | W | N | "
+        + " | ".join("0 (original)" if r == 0 else f"{r}" for r in rates)
+        + " | full | encoder | encoder share at 0 / 0.8 |",
+        "| --- | ---: | ---: | " + " | ".join("---:" for _ in rates) + " | ---: | ---: | ---: |",
+    ]
+    for family in families:
+        arch = released_architecture(family)
+        window, total = arch.tokens_per_30s, family_tokens(family, seconds)
+        llm = [llm_prefill_flops(arch.text_config, audio_tokens(r, window) + TEXT_TOKENS) / 1e12 for r in rates]
+        full = llm_prefill_flops(arch.text_config, total + TEXT_TOKENS) / 1e12
+        enc = family_audio_encoder_flops(family, seconds) / 1e12
+        share = f"{100 * enc / (enc + llm[0]):.0f}% / {100 * enc / (enc + llm[-1]):.0f}%"
+        lines.append(
+            f"| {family} ({arch.checkpoint}) | {window} | {total} | "
+            + " | ".join(f"{v:.2f}" for v in llm)
+            + f" | {full:.2f} | {enc:.2f} | {share} |"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(QWEN2_AUDIO_7B_CONFIG), help="a Qwen2-Audio config.json")
     parser.add_argument("--gpu-tflops", type=float, default=989.0, help="GPU peak bf16 dense TFLOPS (H100 SXM: 989)")
     parser.add_argument("--mfu", type=float, default=0.4, help="assumed share of the peak a prefill reaches")
+    parser.add_argument(
+        "--families", nargs="+", default=list(FAMILIES), choices=FAMILIES, help="families of the last table"
+    )
     args = parser.parse_args(argv)
     if args.gpu_tflops <= 0 or not 0 < args.mfu <= 1:
         parser.error("--gpu-tflops must be positive and --mfu in (0, 1]")
@@ -141,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         (
             "Recordings per second one GPU prefill consumes (output head at the last position, as generate())",
             gpu_rate_table(args.config, args.gpu_tflops, args.mfu),
+        ),
+        (
+            "Every family on a 90 s recording: LLM prefill TFLOPs (output head at every position), "
+            "audio encoder + projector TFLOPs and its share",
+            families_table(args.families),
         ),
     ]
     for title, lines in sections:

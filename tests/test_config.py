@@ -224,3 +224,21 @@ def test_family_defaults_follow_spec_section_7():
         {"phase1_tokens": 100, "tokens_per_frame": 5}, window_tokens=750, seconds_per_token=0.04
     )
     assert (kept["phase1_tokens"], kept["tokens_per_frame"]) == (100, 5)
+
+
+def test_the_model_refuses_misspelt_per_call_settings_and_takes_the_new_ones():
+    """Regression: `phase1_token=0` and friends ran silently with the defaults."""
+    from speechprune.testing import tiny_speechprune
+
+    model, processor = tiny_speechprune(pruning_method="speechprune", pruning_rate=0.5)
+    wave = np.random.default_rng(0).standard_normal(16000 * 35).astype(np.float32) * 0.1
+    prompt = processor.spiral_prompt("Which city?", ["Oslo", "Rome", "Lima", "Kyiv"])
+    inputs = processor(text=[prompt], audio=[wave], sampling_rate=16000, return_tensors="pt")
+    for misspelt in ("phase1_token", "tokens_per_frames", "phase1_temp"):
+        with pytest.raises(ValueError, match=f"unknown pruning setting '{misspelt}'.*known settings"):
+            model(**inputs, **{misspelt: 0})
+    model(**inputs, pruning_method="dart", dart_pivots=3)
+    tokens = model.last_selection[0]["num_audio_tokens"]
+    assert model.last_selection[0]["num_kept"] == pruning.final_count(tokens, 0.5)
+    with pytest.raises(ValueError, match="dart_pivots"):
+        model(**inputs, pruning_method="dart", dart_pivots=0)

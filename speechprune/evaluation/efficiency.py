@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 from fractions import Fraction
@@ -64,8 +65,14 @@ def _as_dict(config: ConfigLike) -> dict:
 
 
 def _sub_config(config: ConfigLike, key: str, default_type: str) -> dict:
-    """The ``text_config`` / ``audio_config`` part of a composite config, or the config itself."""
+    """The ``text_config`` / ``audio_config`` part of a composite config, or the config itself.
+
+    An Omni model's parts sit one level deeper, in its ``thinker_config`` (the talker is never pruned).
+    """
     data = _as_dict(config)
+    thinker = data.get("thinker_config")
+    if thinker is not None:
+        data = thinker.to_dict() if isinstance(thinker, PretrainedConfig) else dict(thinker)
     sub = data.get(key, data)
     if isinstance(sub, PretrainedConfig):
         sub = sub.to_dict()
@@ -79,7 +86,7 @@ def _key(data: dict) -> str:
     return json.dumps(data, sort_keys=True, default=str)
 
 
-def _build(data: dict, factory) -> torch.nn.Module:
+def _build(data: dict, factory, device: str = "meta") -> torch.nn.Module:
     model_type = data["model_type"]
     if model_type not in CONFIG_MAPPING:
         raise ValueError(f"config: unknown model_type {model_type!r}")
@@ -87,25 +94,84 @@ def _build(data: dict, factory) -> torch.nn.Module:
     # sdpa runs on `meta` (it falls back to its math form there); flash kernels would not.
     config._attn_implementation = "sdpa"
     try:
-        with torch.device("meta"):
+        with torch.device(device):
             model = factory.from_config(config, attn_implementation="sdpa")
     except ValueError as err:  # e.g. an encoder config where a causal LM is needed
         raise ValueError(f"config: cannot build a {factory.__name__} from model_type {model_type!r}: {err}") from err
     return model.eval()
 
 
+# Text model types whose language model has no causal-LM auto class: the thinker's decoder stack
+# (transformers class name), to which the thinker adds a plain ``lm_head``.
+_TEXT_STACKS = {
+    "qwen2_5_omni_text": ("qwen2_5_omni", "Qwen2_5OmniThinkerTextModel"),
+    "qwen3_omni_moe_text": ("qwen3_omni_moe", "Qwen3OmniMoeThinkerTextModel"),
+}
+
+
+class _StackWithHead(torch.nn.Module):
+    """A decoder stack and the ``hidden -> vocab`` output head, called like a causal LM (meta counts only)."""
+
+    def __init__(self, stack: torch.nn.Module):
+        super().__init__()
+        self.model, self.config = stack, stack.config
+        self.lm_head = torch.nn.Linear(stack.config.hidden_size, stack.config.vocab_size, bias=False)
+
+    def forward(self, *, logits_to_keep: int, **kwargs):
+        hidden = self.model(**kwargs).last_hidden_state
+        return self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
+
+
+def build_language_model(data: dict, device: str = "meta") -> torch.nn.Module:
+    """The language model of a text config dict: its causal-LM class, or its thinker stack plus a head.
+
+    On ``meta`` (default) it holds shapes only; on a real device it has random weights in the
+    default dtype (``benchmarks/bench_prefill.py --family``). Call it with ``inputs_embeds``,
+    ``logits_to_keep`` and (Gemma 4) ``per_layer_inputs``; a thinker stack returns the logits tensor.
+    """
+    if data["model_type"] not in _TEXT_STACKS:
+        return _build(data, AutoModelForCausalLM, device)
+    module_name, class_name = _TEXT_STACKS[data["model_type"]]
+    module = importlib.import_module(f"transformers.models.{module_name}.modeling_{module_name}")
+    config = CONFIG_MAPPING[data["model_type"]](**{k: v for k, v in data.items() if k != "model_type"})
+    config._attn_implementation = "sdpa"
+    with torch.device(device):
+        return _StackWithHead(getattr(module, class_name)(config)).eval()
+
+
+def _routed_experts(experts: torch.nn.Module, hidden: torch.Tensor, top_k_index: torch.Tensor, top_k_weights):
+    """A mixture-of-experts block's products as routing makes them: every token through ``k`` experts.
+
+    Routing reads values (which experts a token picks), which ``meta`` tensors lack; the count does
+    not depend on the choice, so every token goes through the first ``k`` experts' weights.
+    """
+    out = torch.zeros_like(hidden)
+    for expert in range(top_k_index.shape[-1]):
+        gate, up = torch.nn.functional.linear(hidden, experts.gate_up_proj[expert]).chunk(2, dim=-1)
+        out = out + torch.nn.functional.linear(experts.act_fn(gate) * up, experts.down_proj[expert])
+    return out
+
+
 @functools.lru_cache(maxsize=256)
 def _traced_llm_flops(key: str, num_tokens: int, logits: str) -> int:
     """The count of one length, traced on the ``meta`` device (``key``: :func:`_key` of the text config)."""
     data = json.loads(key)
-    model = _build(data, AutoModelForCausalLM)
+    model = build_language_model(data)
+    for module in model.modules():  # mixture-of-experts blocks (Qwen3-Omni): k experts per token
+        if hasattr(module, "gate_up_proj") and hasattr(module, "down_proj") and hasattr(module, "act_fn"):
+            module.forward = functools.partial(_routed_experts, module)
     config = model.config
     embeds = torch.empty(1, num_tokens, config.hidden_size, device="meta")
     positions = torch.arange(num_tokens, device="meta").unsqueeze(0)
-    # A ready-made 4-D mask per layer type skips transformers' mask builder, which reads tensor
-    # values that `meta` tensors do not have.
+    # A ready-made 4-D mask (one per layer type where the config has layer types) skips
+    # transformers' mask builder, which reads tensor values that `meta` tensors do not have.
     causal = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device="meta").tril()[None, None]
-    masks = {layer_type: causal for layer_type in set(getattr(config, "layer_types", None) or ["full_attention"])}
+    layer_types = getattr(config, "layer_types", None)
+    masks = {layer_type: causal for layer_type in set(layer_types)} if layer_types else causal
+    extra = {}
+    if getattr(config, "hidden_size_per_layer_input", 0):  # Gemma 4: the per-layer inputs are a lookup (no FLOPs)
+        shape = (1, num_tokens, config.num_hidden_layers, config.hidden_size_per_layer_input)
+        extra["per_layer_inputs"] = torch.empty(shape, device="meta")
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(
@@ -114,6 +180,7 @@ def _traced_llm_flops(key: str, num_tokens: int, logits: str) -> int:
             position_ids=positions,
             use_cache=False,
             logits_to_keep=0 if logits == "all" else 1,
+            **extra,
         )
     return int(counter.get_total_flops())
 
@@ -208,6 +275,108 @@ def audio_encoder_flops(config: ConfigLike, num_windows: int) -> int:
     return _encoder_flops(_key(_sub_config(config, "audio_config", "qwen2_audio_encoder")), num_windows)
 
 
+def _meta_flops(module: torch.nn.Module, *args) -> int:
+    """FLOPs of one call of ``module`` (already on ``meta``) on ``args``."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        module(*args)
+    return int(counter.get_total_flops())
+
+
+def _linear_flops(rows: int, *widths: int) -> int:
+    """A chain of linear maps ``widths[0] -> widths[1] -> ...`` on ``rows`` rows (projectors, heads)."""
+    return sum(2 * rows * a * b for a, b in zip(widths, widths[1:]))
+
+
+def _windowed_layers_flops(audio: dict, positions: int, window: int) -> int:
+    """Whisper-style encoder layers over ``positions``, each attending to the ``window`` positions of its block.
+
+    Per layer: q, k, v and the output projection (``4 d^2`` multiply-adds per position), the MLP
+    (``2 d f``), and attention scores plus weighted sum (``2 w d`` per position): the products
+    :class:`FlopCounterMode` counts (a test checks this against a traced Whisper encoder).
+    """
+    d, f = audio["d_model"], audio["encoder_ffn_dim"]
+    per_layer = 2 * positions * (4 * d * d + 2 * d * f) + 4 * positions * window * d
+    return audio["encoder_layers"] * per_layer
+
+
+def family_audio_encoder_flops(family: str, seconds: float) -> int:
+    """FLOPs of ``family``'s released audio encoder and projector on ``seconds`` of audio (one recording).
+
+    The count ends with the rows the language model receives (the projector into its embedding
+    space included). How each family's encoder sees a long recording (SPEC section 2, ``families.md``):
+
+    - Qwen2-Audio, AudioFlamingo3, MusicFlamingo: 30 s windows, each encoded at its full 3,000 mel
+      frames (traced on ``meta``; AudioFlamingo3's encoder has Qwen2-Audio's layers and pooling).
+    - Voxtral: 30 s chunks of 3,000 frames (the last one padded, as the model sees it), traced.
+    - Gemma 4: clips of at most 30 s (the model's cap), traced (its conformer runs in eager mode).
+    - Qwen2.5-Omni: one pass over the recording's frames, attention in 2 s blocks (100 positions);
+      Qwen3-Omni: 100-frame chunks through three stride-2 2-D convolutions (13 positions each),
+      attention in 8 s blocks (104 positions). These two are counted from their matrix products
+      (the forward splits on tensor values, which ``meta`` lacks); every chunk is padded to full length.
+
+    Example:
+        >>> round(family_audio_encoder_flops("voxtral", 90) / 1e12, 2)
+        6.98
+    """
+    from .architectures import audio_tokens, released_architecture
+
+    arch = released_architecture(family)
+    audio, hidden = arch.audio_config, arch.text_config["hidden_size"]
+    tokens = audio_tokens(family, seconds)
+    frames = round(seconds * 16000) // 160
+    windows = -(-frames // 3000)
+    key = _key(audio)
+    if family in ("qwen2_audio", "audioflamingo3", "musicflamingo"):
+        whisper = {**audio, "model_type": "qwen2_audio_encoder"}
+        projector = (audio["d_model"], hidden) if family == "qwen2_audio" else (audio["d_model"], hidden, hidden)
+        return _encoder_flops(_key(whisper), windows) + _linear_flops(tokens, *projector)
+    if family == "voxtral":
+        return _family_traced(key, windows) + _linear_flops(tokens, audio["intermediate_size"] * 4, hidden, hidden)
+    if family == "gemma4":
+        clips = -(-round(seconds * 16000) // 480000)
+        return _family_traced(key, clips) + _linear_flops(tokens, audio.get("output_proj_dims", 1536), hidden)
+    d, mel = audio["d_model"], audio["num_mel_bins"]
+    if family == "qwen2_5_omni":
+        chunk = 2 * audio["n_window"]
+        padded = -(-frames // chunk) * chunk
+        convs = 2 * padded * d * mel * 3 + 2 * (padded // 2) * d * d * 3
+        layers = _windowed_layers_flops(audio, padded // 2, audio["n_window"])
+        return convs + layers + _linear_flops(tokens, d, audio["output_dim"])
+    if family == "qwen3_omni_moe":
+        chunk, channels = 2 * audio["n_window"], audio["downsample_hidden_size"]
+        chunks = -(-frames // chunk)
+        shapes = [(mel, chunk)]
+        for _ in range(3):  # kernel 3, stride 2, padding 1 on both axes
+            shapes.append(((shapes[-1][0] - 1) // 2 + 1, (shapes[-1][1] - 1) // 2 + 1))
+        convs = sum(2 * channels * h * w * (1 if i == 0 else channels) * 9 for i, (h, w) in enumerate(shapes[1:]))
+        per_chunk = shapes[-1][1]
+        positions = chunks * per_chunk
+        conv_out = _linear_flops(positions, channels * shapes[-1][0], d)
+        window = per_chunk * (audio["n_window_infer"] // chunk)
+        layers = _windowed_layers_flops(audio, positions, window)
+        return chunks * convs + conv_out + layers + _linear_flops(positions, d, d, audio["output_dim"])
+    raise ValueError(f"family: no audio encoder count for {family!r}")
+
+
+@functools.lru_cache(maxsize=32)
+def _family_traced(key: str, count: int) -> int:
+    """Voxtral's encoder on ``count`` 30 s chunks, or Gemma 4's on ``count`` 30 s clips, traced on ``meta``."""
+    data = json.loads(key)
+    config = CONFIG_MAPPING[data["model_type"]](**{k: v for k, v in data.items() if k != "model_type"})
+    with torch.device("meta"):
+        if data["model_type"] == "gemma4_audio":
+            config._attn_implementation = "eager"  # its chunked local attention exists only in eager
+            model = AutoModel.from_config(config, attn_implementation="eager").eval()
+            frames = 2999  # what the Gemma 4 feature extractor makes of 30 s
+            mask = torch.ones(count, frames, dtype=torch.bool)
+            return _meta_flops(model, torch.empty(count, frames, 128), mask)  # 128 mel bins
+        config._attn_implementation = "sdpa"
+        model = AutoModel.from_config(config, attn_implementation="sdpa").eval()
+        frames = config.max_source_positions * 2
+        return _meta_flops(model, torch.empty(count, config.num_mel_bins, frames))
+
+
 def _text_config(config: ConfigLike) -> PretrainedConfig:
     data = _sub_config(config, "text_config", "qwen2")
     return CONFIG_MAPPING[data["model_type"]](**{k: v for k, v in data.items() if k != "model_type"})
@@ -290,4 +459,10 @@ def activation_memory_estimate(
     }
 
 
-__all__ = ["QWEN2_AUDIO_7B_CONFIG", "llm_prefill_flops", "audio_encoder_flops", "activation_memory_estimate"]
+__all__ = [
+    "QWEN2_AUDIO_7B_CONFIG",
+    "llm_prefill_flops",
+    "audio_encoder_flops",
+    "family_audio_encoder_flops",
+    "activation_memory_estimate",
+]
