@@ -165,7 +165,7 @@ def test_page_is_offline_and_says_what_it_wrote(page):
     html = page["path"].read_text(encoding="utf-8")
     assert "http://" not in html and "https://" not in html  # nothing to fetch: no CDN, no font, no script src
     assert "<script src" not in html and "<link" not in html
-    assert "3 of 3 samples" in page["stdout"] and "3 audio files" in page["stdout"]
+    assert "3 of 3 samples" in page["stdout"] and "audio: 3 files" in page["stdout"]
     assert sorted(p.name for p in (page["path"].parent / "audio").iterdir()) == sorted(
         f"{i}.flac" for i in {"lecture_0", "meeting_0", "conversation_0"}
     )
