@@ -8,11 +8,24 @@ import json
 import pytest
 import torch
 
-from speechprune.evaluation import checkpoint, evaluator, loading, measure, report, results, scoring, submit
+from speechprune.evaluation import (
+    checkpoint,
+    evaluator,
+    fileio,
+    loading,
+    measure,
+    provenance,
+    report,
+    results,
+    scoring,
+    submit,
+)
 from speechprune.evaluation.evaluator import Variant, parse_variants
 
 
-@pytest.mark.parametrize("module", [scoring, checkpoint, measure, evaluator, loading, results, report, submit])
+@pytest.mark.parametrize(
+    "module", [scoring, checkpoint, measure, evaluator, loading, results, report, submit, fileio, provenance]
+)
 def test_module_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
@@ -82,15 +95,15 @@ def test_record_log_and_tail_repair(tmp_path):
     path = checkpoint.rank_file(tmp_path, 3)
     assert path.name == "rank-00003.jsonl"
     records = [{"id": f"s{i}", "method": "random", "rate": 0.2, "rotation": 0} for i in range(3)]
-    with checkpoint.RecordLog(path) as log:
+    with fileio.JsonlAppender(path) as log:
         for record in records:
             log.append(record)
-    assert checkpoint.repair_tail(path) is False  # nothing to cut
+    assert fileio.repair_tail(path) is False  # nothing to cut
     with path.open("a") as f:
         f.write('{"id": "s3", "meth')
-    assert checkpoint.repair_tail(path) is True
+    assert fileio.repair_tail(path) is True
     assert path.read_text().endswith("\n") and checkpoint.load_records(tmp_path) == records
-    with checkpoint.RecordLog(path) as log:  # appending after a repair continues the file cleanly
+    with fileio.JsonlAppender(path) as log:  # appending after a repair continues the file cleanly
         log.append({"id": "s3"})
     assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["s0", "s1", "s2", "s3"]
 

@@ -80,8 +80,12 @@ def test_parse_answer_is_deterministic_on_unparsable_text():
 
 
 def test_parse_answer_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="choices"):
-        parse_answer("A", ["one", "two", "three"])
+    with pytest.raises(ValueError, match="number of choices"):
+        parse_answer("A", ["one"])
+    with pytest.raises(ValueError, match="number of choices"):
+        parse_answer("A", [str(i) for i in range(11)])
+    with pytest.raises(ValueError, match="num_choices"):
+        parse_answer("A", ["one", "two", "three"], num_choices=4)
     with pytest.raises(TypeError, match="text"):
         parse_answer(3)
 
@@ -180,3 +184,63 @@ def test_parser_import_does_not_load_evaluate():
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     assert issubclass(module.SpiralAccuracy, evaluate.Metric)
+
+
+def _naive_parse(text, k, choices=None):
+    """SPEC section 5 over the first k letters, written out without the module's helpers."""
+    letters = "ABCDEFGHIJ"[:k]
+    stripped = text
+    for _ in range(10):
+        stripped = stripped.strip().strip("()[]{}<>").rstrip(".,;:!?")
+    if len(stripped) == 1 and stripped in letters:
+        return stripped
+    head = text.lstrip()
+    if len(head) >= 2 and head[0] in letters and head[1] in ".):":
+        return head[0]
+    import re
+
+    for rule in (rf"(?i:answer|option|choice)\s*(?i:is)?\s*[:(]?\s*([{letters}])\b", rf"\(([{letters}])\)"):
+        found = re.search(rule, text)
+        if found:
+            return found.group(1)
+    if choices:
+        words = " " + " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split()) + " "
+        hits = [letters[i] for i, c in enumerate(choices) if c and f" {c.lower()} " in words]
+        if len(hits) == 1:
+            return hits[0]
+    return None
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 10])
+def test_parse_answer_over_k_letters_matches_a_naive_parser(k):
+    letters = "ABCDEFGHIJ"
+    choices = [f"option{letters[i].lower()}word" for i in range(k)]
+    texts = [f"{a}" for a in letters] + [f"({a})" for a in letters] + [f"{a}) because" for a in letters]
+    texts += [f"The answer is {a}." for a in letters] + [f"I pick ({a}) now" for a in letters]
+    texts += [f"it is {c}" for c in choices] + ["optionjword", "nothing", "A and B"]
+    for text in texts:
+        assert parse_answer(text, choices) == _naive_parse(text, k, choices), (k, text)
+        assert parse_answer(text, num_choices=k) == _naive_parse(text, k), (k, text)
+    assert parse_answer("J", num_choices=k) == ("J" if k == 10 else None)
+
+
+def test_metric_with_k_choices_matches_a_naive_count():
+    from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import compute_spiral_accuracy
+
+    rng = random.Random(3)
+    counts = [rng.choice([2, 3, 7, 10]) for _ in range(60)]
+    refs = [rng.choice("ABCDEFGHIJ"[:k]) for k in counts]
+    preds = [rng.choice(list("ABCDEFGHIJ"[:k]) + ["?"]) for k in counts]
+    out = compute_spiral_accuracy(preds, refs, num_choices=counts)
+    assert out["accuracy"] == sum(p == r for p, r in zip(preds, refs)) / 60
+    assert out["n_invalid"] == sum(p == "?" for p in preds)
+    tally = {letter: refs.count(letter) for letter in "ABCDEFGHIJ"}
+    best = max("ABCDEFGHIJ", key=lambda letter: (tally[letter], -"ABCDEFGHIJ".index(letter)))
+    assert (out["majority_letter"], out["majority_baseline"]) == (best, tally[best] / 60)
+    # The same from the option lists, and a reference outside its question's letters is refused.
+    choices = [[f"c{i}" for i in range(k)] for k in counts]
+    assert compute_spiral_accuracy(preds, refs, choices=choices)["accuracy"] == out["accuracy"]
+    with pytest.raises(ValueError, match="references\\[0\\]"):
+        compute_spiral_accuracy(["C"], ["C"], num_choices=2)
+    with pytest.raises(ValueError, match="num_choices"):
+        compute_spiral_accuracy(["A"], ["A"], choices=[["x", "y", "z"]], num_choices=[2])

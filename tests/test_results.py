@@ -13,16 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from speechprune.evaluation.fileio import append_jsonl, read_jsonl
+from speechprune.evaluation.provenance import content_hash, git_hash, is_pinned
 from speechprune.evaluation.results import (
     aggregate,
-    append_records,
     build_results,
-    content_hash,
-    git_hash,
-    is_pinned,
     make_config,
     parse_result_key,
-    read_records,
     read_results,
     result_key,
     samples_path,
@@ -156,6 +153,21 @@ def test_result_keys_round_trip():
     assert result_key("speechprune", 0.2) == "speechprune@0.2"
 
 
+def test_result_keys_never_collide_and_keep_the_short_form():
+    rates = [0.1234567, 0.1234568, 0.2, 0.2000001, 1e-7, 1.5e-7, 0.0, 0.5, 1 / 3]
+    keys = [result_key("random", rate) for rate in rates]
+    assert len(set(keys)) == len(rates)  # ":g" alone gives 0.123457 twice
+    assert [parse_result_key(key)[1] for key in keys] == rates
+    assert keys[2] == "random@0.2" and keys[6] == "random@0" and keys[7] == "random@0.5"  # unchanged forms
+
+
+def test_method_order_is_the_pruning_modules():
+    from speechprune.evaluation import results
+    from speechprune.modeling import pruning
+
+    assert results.METHOD_ORDER is pruning.METHODS
+
+
 def _config(**overrides):
     kwargs = dict(
         model_id="tiny",
@@ -211,25 +223,25 @@ def test_read_records_drops_a_truncated_last_line(tmp_path, caplog):
     lines = [json.dumps({"id": i, "x": "é"}) for i in range(3)]
     path.write_bytes(("\n".join(lines) + "\n").encode() + lines[0].encode()[:-4])
     with caplog.at_level(logging.WARNING):
-        assert [r["id"] for r in read_records(path)] == [0, 1, 2]
+        assert [r["id"] for r in read_jsonl(path)] == [0, 1, 2]
     assert "truncated" in caplog.text
     path.write_text("\n".join(lines))  # a complete last line without its newline is kept
-    assert len(read_records(path)) == 3
+    assert len(read_jsonl(path)) == 3
     path.write_text(lines[0] + "\n{broken\n" + lines[1] + "\n")
     with pytest.raises(ValueError, match="line 2"):
-        read_records(path)
+        read_jsonl(path)
     path.write_text("[1, 2]\n")
     with pytest.raises(ValueError, match="JSON object"):
-        read_records(path)
+        read_jsonl(path)
 
 
 def test_append_records_repairs_a_killed_write(tmp_path):
     path = tmp_path / "samples.jsonl"
-    append_records(path, [{"id": "a"}, {"id": "b"}])
+    append_jsonl(path, [{"id": "a"}, {"id": "b"}])
     with open(path, "ab") as handle:
         handle.write(b'{"id": "c", "par')  # killed mid-record
-    append_records(path, [{"id": "c"}, {"id": "d"}])
-    assert [r["id"] for r in read_records(path)] == ["a", "b", "c", "d"]
+    append_jsonl(path, [{"id": "c"}, {"id": "d"}])
+    assert [r["id"] for r in read_jsonl(path)] == ["a", "b", "c", "d"]
 
 
 def _independent_hash(

@@ -16,7 +16,7 @@ import torch
 from datasets import Audio, load_dataset
 
 from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import parse_answer
-from speechprune.evaluation import checkpoint, runner
+from speechprune.evaluation import checkpoint, fileio, runner
 from speechprune.evaluation.efficiency import QWEN2_AUDIO_7B_CONFIG, llm_prefill_flops
 from speechprune.evaluation.evaluator import MEASURED_FIELDS, Variant
 from speechprune.evaluation.loading import local_cache_dir
@@ -214,7 +214,7 @@ def test_resume_after_kill_equals_uninterrupted(base_run, spiral_small, tmp_path
 def test_a_crash_leaves_a_resumable_prefix(spiral_small, tmp_path, monkeypatch):
     """Records are written as they are made: a crash mid-run leaves exactly the finished ones."""
     written = []
-    append = checkpoint.RecordLog.append
+    append = fileio.JsonlAppender.append
 
     def dying_append(self, record):
         if len(written) == 1:
@@ -222,12 +222,12 @@ def test_a_crash_leaves_a_resumable_prefix(spiral_small, tmp_path, monkeypatch):
         append(self, record)
         written.append(record)
 
-    monkeypatch.setattr(checkpoint.RecordLog, "append", dying_append)
+    monkeypatch.setattr(fileio.JsonlAppender, "append", dying_append)
     args = ["--methods", "original,random", "--rates", "0.5", "--limit", "1"]
     with pytest.raises(KeyboardInterrupt):
         runner.evaluate(eval_args(spiral_small, tmp_path, *args))
     assert read_jsonl(checkpoint.rank_file(tmp_path, 0)) == written
-    monkeypatch.setattr(checkpoint.RecordLog, "append", append)
+    monkeypatch.setattr(fileio.JsonlAppender, "append", append)
     records = runner.evaluate(eval_args(spiral_small, tmp_path, *args))["records"]
     assert records[:1] == written and len(records) == 2
 

@@ -14,7 +14,9 @@ import yaml
 from huggingface_hub import ModelCard, parse_eval_result_entries
 
 from speechprune import cli
-from speechprune.evaluation.results import append_records, build_results, content_hash, make_config, write_results
+from speechprune.evaluation.fileio import append_jsonl
+from speechprune.evaluation.provenance import content_hash
+from speechprune.evaluation.results import build_results, make_config, write_results
 from speechprune.evaluation.submit import parse_notes
 
 DATASET = "someone/spiral"
@@ -53,7 +55,7 @@ def run(tmp_path):
     (model / "model.safetensors").write_bytes(b"\x00" * 64)
     records = _records()
     out = tmp_path / "run"
-    append_records(out / "samples.jsonl", records)
+    append_jsonl(out / "samples.jsonl", records)
     config = make_config(
         model_id="someone/tiny-speechprune",
         model_revision=content_hash(model),

@@ -33,7 +33,6 @@ import concurrent.futures
 import hashlib
 import json
 import multiprocessing
-import os
 import shlex
 import shutil
 import sys
@@ -42,6 +41,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from speechprune.evaluation.fileio import atomic_write, write_jsonl
 
 from . import card as card_module
 from . import shards as shard_io
@@ -87,12 +88,6 @@ def _init_worker(spec: tuple) -> None:
     _WORKER_ENGINE = None if wavs is not None else make_engine(tts, words_per_minute, voice_prompts)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _cache_paths(cache: Path, index: int) -> tuple[Path, Path]:
     return cache / f"{index:05d}.flac", cache / f"{index:05d}.json"
 
@@ -105,7 +100,7 @@ def _produce(index: int, record: SpiralRecord, cache: Path, wavs: str | None, en
     else:
         recording = synthesize_dialogue(record, engine)
     flac_path, meta_path = _cache_paths(cache, index)
-    _atomic_write(flac_path, encode_flac(recording))
+    atomic_write(flac_path, encode_flac(recording))
     meta = {
         "id": record.id,
         "key_start": recording.key_start,
@@ -113,7 +108,7 @@ def _produce(index: int, record: SpiralRecord, cache: Path, wavs: str | None, en
         "duration": recording.duration,
         "audio_source": recording.source,
     }
-    _atomic_write(meta_path, json.dumps(meta).encode())
+    atomic_write(meta_path, json.dumps(meta).encode())
     return index
 
 
@@ -166,7 +161,7 @@ def _prepare_out(out: Path, fingerprint: str, settings: dict) -> Path:
         raise BuildStateError(f"--out {out} exists and is not empty (and holds no SPIRAL build to resume)")
     state_dir.mkdir(parents=True, exist_ok=True)
     if not state_file.exists():
-        _atomic_write(state_file, json.dumps({"fingerprint": fingerprint, "settings": settings}, indent=1).encode())
+        atomic_write(state_file, json.dumps({"fingerprint": fingerprint, "settings": settings}, indent=1).encode())
     shutil.rmtree(state_dir / "tmp", ignore_errors=True)  # half-written files of a killed run
     for stale in (state_dir / "cache").glob(".*.tmp"):
         stale.unlink()
@@ -316,7 +311,7 @@ def build_spiral(
     state_dir = _prepare_out(out, fingerprint, settings)
     cache, tmp_dir = state_dir / "cache", state_dir / "tmp"
     cache.mkdir(exist_ok=True)
-    _atomic_write(out / "rejects.jsonl", "".join(json.dumps(r) + "\n" for r in rejects).encode())
+    write_jsonl(out / "rejects.jsonl", rejects)
 
     # 1. the spiral shards: make missing dialogues, write each shard as soon as all its rows are ready
     ranges = shard_io.shard_ranges(len(records), rows_per_shard)
@@ -384,8 +379,8 @@ def build_spiral(
         command=command or _default_command(annotations, hard, tts, wavs, limit, ids),
         repo_id=repo_id,
     )
-    _atomic_write(out / "README.md", str(card).encode())
-    _atomic_write(out / "eval.yaml", card_module.render_eval_yaml(configs).encode())
+    atomic_write(out / "README.md", str(card).encode())
+    atomic_write(out / "eval.yaml", card_module.render_eval_yaml(configs).encode())
     shutil.rmtree(tmp_dir, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
 
@@ -403,7 +398,7 @@ def build_spiral(
         "audio_source": settings["engine"],
         "out": str(out),
     }
-    _atomic_write(state_dir / "summary.json", json.dumps(summary, indent=1).encode())
+    atomic_write(state_dir / "summary.json", json.dumps(summary, indent=1).encode())
     return summary
 
 

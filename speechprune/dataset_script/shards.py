@@ -13,12 +13,13 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 import datasets
 import pyarrow.parquet as pq
 from datasets import Audio, Features, List, Value
+
+from speechprune.evaluation.fileio import atomic_path
 
 from .records import SpiralRecord
 
@@ -101,14 +102,10 @@ def write_shard(rows: list[dict], path: Path, tmp_dir: Path) -> None:
 
     ``tmp_dir`` must be on the same file system as ``path``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{path.name}.{os.getpid()}.tmp"
     columns = {name: [row[name] for row in rows] for name in FEATURES}
-    with _quiet_datasets():
+    with _quiet_datasets(), atomic_path(path, tmp_dir) as tmp:
         table = datasets.Dataset.from_dict(columns, features=FEATURES)
         table.to_parquet(str(tmp), batch_size=ROWS_PER_ROW_GROUP)
-    os.replace(tmp, path)
 
 
 def read_rows(path: Path, keep_ids: set[str] | None = None) -> list[dict]:

@@ -6,7 +6,8 @@ An output folder holds:
   arguments is refused (:func:`check_run_config`), so one folder never mixes two runs.
 - ``records/rank-00000.jsonl`` ...: one append-only JSON Lines file per process, one line per
   finished work unit, flushed as soon as it is made. A kill can only cut the last line of a
-  file short; :func:`repair_tail` drops such a line before anyone reads or appends.
+  file short; :func:`~speechprune.evaluation.fileio.repair_tail` drops such a line before anyone reads or
+  appends.
 
 A record's identity is :func:`record_key`: ``(id, method, rate, rotation)``. Resuming reads
 every rank file (the number of processes may differ between the two runs) and skips the
@@ -15,7 +16,8 @@ units whose key is present.
 Example:
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> with RecordLog(folder / "records" / "rank-00000.jsonl") as log:
+    >>> from speechprune.evaluation.fileio import JsonlAppender, repair_tail
+    >>> with JsonlAppender(folder / "records" / "rank-00000.jsonl") as log:
     ...     log.append({"id": "a", "method": "full", "rate": None, "rotation": 0, "correct": True})
     >>> _ = (folder / "records" / "rank-00000.jsonl").open("a").write('{"id": "b", "meth')  # a kill mid-line
     >>> repair_tail(folder / "records" / "rank-00000.jsonl")
@@ -29,8 +31,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-# The JSON Lines helpers live with the records they read and write; repair_tail is part of this module's story.
-from speechprune.evaluation.results import read_records, repair_tail, write_text_atomic
+from speechprune.evaluation import fileio
 
 RUN_CONFIG = "run_config.json"
 RECORDS_DIR = "records"
@@ -59,7 +60,7 @@ def check_run_config(output: Path, config: dict) -> bool:
     path = Path(output) / RUN_CONFIG
     if not path.exists():
         return False
-    stored = json.loads(path.read_text())
+    stored = fileio.read_json(path)
     # JSON turns tuples into lists; compare both through JSON.
     wanted = json.loads(json.dumps(config))
     diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
@@ -73,51 +74,21 @@ def check_run_config(output: Path, config: dict) -> bool:
 
 
 def write_run_config(output: Path, config: dict) -> None:
-    """Store ``config`` as ``output/run_config.json`` (atomically, see ``results.write_text_atomic``)."""
-    write_text_atomic(Path(output) / RUN_CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    """Store ``config`` as ``output/run_config.json`` (atomically, :func:`fileio.write_json`)."""
+    fileio.write_json(Path(output) / RUN_CONFIG, config, sort_keys=True)
 
 
 def load_records(output: Path) -> list[dict]:
     """Every record in ``output/records/rank-*.jsonl``, file by file in name order.
 
-    Run :func:`repair_tail` first after a kill: a bad line other than a cut-short last one raises
-    ``ValueError`` (:func:`speechprune.evaluation.results.read_records`).
+    Run :func:`fileio.repair_tail` first after a kill: a bad line other than a cut-short last one raises
+    ``ValueError`` (:func:`fileio.read_jsonl`).
     """
     return [
-        record for path in sorted((Path(output) / RECORDS_DIR).glob("rank-*.jsonl")) for record in read_records(path)
+        record
+        for path in sorted((Path(output) / RECORDS_DIR).glob("rank-*.jsonl"))
+        for record in fileio.read_jsonl(path)
     ]
-
-
-class RecordLog:
-    """Append-only JSON Lines writer; every record is flushed to the OS as soon as it is written.
-
-    Flushing (not fsync) is what survives a killed process; fsync would only add protection
-    against a machine crash at the price of a disk round trip per record.
-    """
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
-
-    def append(self, record: dict) -> None:
-        # One write call per line, newline last: a kill leaves at most one cut-short last line.
-        self._file.write(json.dumps(record, sort_keys=True) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> RecordLog:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    """Write ``records`` as JSON Lines at once, in the same form as :class:`RecordLog` (atomically)."""
-    write_text_atomic(path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in records))
 
 
 __all__ = [
@@ -127,8 +98,5 @@ __all__ = [
     "rank_file",
     "check_run_config",
     "write_run_config",
-    "repair_tail",
     "load_records",
-    "RecordLog",
-    "write_jsonl",
 ]

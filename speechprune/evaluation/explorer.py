@@ -28,8 +28,9 @@ from importlib import resources
 from pathlib import Path
 
 from speechprune.errors import UsageError
+from speechprune.evaluation.fileio import read_jsonl
 from speechprune.evaluation.kept import decode_mask
-from speechprune.evaluation.results import key_order, read_records, read_results, result_key, samples_path
+from speechprune.evaluation.results import key_order, read_results, result_key, samples_path
 
 DEFAULT_SAMPLES = 20
 ORDERS = ("failures", "dataset")
@@ -214,7 +215,7 @@ def write_explorer(
         raise UsageError(f"--samples: expected a positive count or 'all', got {samples}")
     results_path = Path(results_path)
     results = read_results(results_path)
-    records = read_records(samples_path(results_path, results))
+    records = read_jsonl(samples_path(results_path, results))
     if not records:
         raise UsageError(f"{results_path}: the run has no records")
     ids = ordered_ids(records, samples, order)

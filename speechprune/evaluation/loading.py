@@ -138,22 +138,9 @@ def load_model(
 
         net = Qwen2AudioSpeechPruneForConditionalGeneration.from_pretrained(model, **kwargs)
         processor = SpeechPruneProcessor.from_pretrained(model, revision=revision)
+    from speechprune.evaluation.provenance import model_revision
+
     return net.eval(), processor, model_revision(model, revision)
-
-
-def model_revision(model: str, revision: str | None = None) -> str:
-    """The commit sha of a Hub model (from the local cache, no network) or a folder's content hash."""
-    if Path(model).is_dir():
-        from speechprune.evaluation.results import content_hash
-
-        return content_hash(model)
-    from transformers.utils.hub import cached_file, extract_commit_hash
-
-    resolved = cached_file(model, "config.json", revision=revision)
-    sha = extract_commit_hash(resolved, None)
-    if sha is None:
-        raise ValueError(f"model: could not resolve the commit of {model!r} at revision {revision!r}")
-    return sha
 
 
 __all__ = [
@@ -163,5 +150,4 @@ __all__ = [
     "decode_audio",
     "dataset_identity",
     "load_model",
-    "model_revision",
 ]

@@ -54,18 +54,6 @@ def measurements(device: str, flops_architecture: str, batch_size: int, cuda: bo
     }
 
 
-def dataset_revision(dataset: str, revision: str | None) -> str | None:
-    """A local folder's content hash, or the Hub commit of a dataset (``None`` when offline)."""
-    if Path(dataset).is_dir():
-        return results.content_hash(dataset)
-    try:
-        from huggingface_hub import HfApi
-
-        return HfApi().dataset_info(dataset, revision=revision).sha
-    except Exception:  # offline, gated or private: the fingerprint still identifies the rows
-        return revision
-
-
 def write_run_outputs(output: Path, records: list[dict], config: dict, dataset_size: int, notes: list[str]) -> dict:
     """Write results.json, table.md (footnotes: what each cost column is, then ``notes``) and the plots.
 
@@ -125,4 +113,4 @@ def write_pruning_maps(output: Path, records: list[dict], dataset) -> list[Path]
     return paths
 
 
-__all__ = ["measurements", "dataset_revision", "write_run_outputs", "write_pruning_maps", "TINY_NOTE"]
+__all__ = ["measurements", "write_run_outputs", "write_pruning_maps", "TINY_NOTE"]

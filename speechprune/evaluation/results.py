@@ -1,8 +1,9 @@
 """Per-sample records in, lm-evaluation-harness-shaped ``results.json`` out.
 
-A run keeps one JSON line per answered prompt in ``samples.jsonl`` (:func:`append_records` and
-:func:`read_records` here; ``speechprune eval`` appends through :mod:`speechprune.evaluation.checkpoint`) and, at
-the end, writes a ``results.json`` beside it (:func:`build_results` + :func:`write_results`). Everything in
+A run keeps one JSON line per answered prompt in ``samples.jsonl`` (written and read with
+:mod:`speechprune.evaluation.fileio`; ``speechprune eval`` appends through :mod:`speechprune.evaluation.checkpoint`)
+and, at the end, writes a ``results.json`` beside it (:func:`build_results` + :func:`write_results`). What produced
+the numbers (git commit, versions, content hashes) comes from :mod:`speechprune.evaluation.provenance`. Everything in
 ``results.json`` can be recomputed from the per-sample file with :func:`aggregate`; ``speechprune submit``
 does exactly that before it publishes a score.
 
@@ -10,11 +11,11 @@ A record is a dict with these fields (extra fields are kept in the file and igno
 
 ==========================  =====================================================================
 ``id``                      sample id (``lecture_3``)
-``config``                  ``spiral`` or ``spiral_h``
+``config``                  the task the question comes from (``spiral``, ``spiral_h``, ``dream_tts_long``, ...)
 ``method``, ``rate``        pruning method and rate; ``rate`` is ``None`` for ``full`` / ``original``
-``parsed``, ``gold``        the answer letter (``None`` = invalid) and the correct letter
+``parsed``, ``gold``        the answer letter A-J (``None`` = invalid) and the correct letter
 ``correct``                 ``parsed == gold`` (checked)
-``rotation``                circular evaluation only: 0-3, how far the choices were rotated
+``rotation``                circular evaluation only: 0 to K-1, how far the K choices were rotated
 ``category``                optional: ``lecture`` / ``meeting`` / ``conversation``
 ``audio_source``            optional: ``espeak-ng`` / ``styletts2`` / ``authors`` (never mixed)
 ``prompt_hash``             sha256 of the rendered prompt; ``raw_output``: the generated text
@@ -36,19 +37,11 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import math
 import os
-import platform
-import re
-import subprocess
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import (
@@ -57,13 +50,14 @@ from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import (
     majority_letter,
     per_category_accuracy,
 )
+from speechprune.evaluation import fileio
+from speechprune.evaluation.provenance import git_hash, package_versions
 
-logger = logging.getLogger(__name__)
+# Table order of methods: the pruning module's; unknown methods sort after these, by name.
+from speechprune.modeling.pruning import METHODS as METHOD_ORDER
 
 AUDIO_SOURCES = ("espeak-ng", "styletts2", "authors")
 SCORINGS = ("loglik", "generate")
-# Table order of methods (docs/CONTRACTS.md METHODS); unknown methods sort after these, by name.
-METHOD_ORDER = ("full", "original", "speechprune", "phase1", "phase2", "random", "crop")
 TASK_VERSION = 1
 REQUIRED_FIELDS = ("id", "config", "method", "rate", "parsed", "gold", "correct")
 # Mean over a group's records; the output key is the record field unless renamed here.
@@ -75,20 +69,24 @@ COST_FIELDS = {
     "audio_tokens_before": "audio_tokens_before",
     "audio_tokens_after": "audio_tokens_after",
 }
-# Names skipped at any depth by content_hash: the card and eval results change when results are published,
-# and the git/cache folders are not content.
-HASH_EXCLUDE = frozenset({".git", ".gitattributes", ".eval_results", ".cache", "__pycache__", "README.md"})
-PACKAGES = ("speechprune", "torch", "transformers", "datasets", "evaluate", "accelerate", "huggingface_hub")
-_PINNED = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def result_key(method: str, rate: float | None) -> str:
     """The key of a (method, rate) result: ``"speechprune@0.2"``; just the method when ``rate`` is None.
 
+    The rate is written in its short ``:g`` form when that reads back as the same number, else in full
+    (``repr``), so two different rates never share a key.
+
     >>> result_key("speechprune", 0.2), result_key("original", None)
     ('speechprune@0.2', 'original')
+    >>> result_key("random", 0.1234567), result_key("random", 0.1234568)
+    ('random@0.1234567', 'random@0.1234568')
     """
-    return method if rate is None else f"{method}@{float(rate):g}"
+    if rate is None:
+        return method
+    rate = float(rate)
+    short = f"{rate:g}"
+    return f"{method}@{short if float(short) == rate else repr(rate)}"
 
 
 def parse_result_key(key: str) -> tuple[str, float | None]:
@@ -235,71 +233,6 @@ def aggregate(records: Iterable[dict], circular: bool | None = None) -> dict[str
     }
 
 
-def package_versions(packages: Iterable[str] = PACKAGES) -> dict[str, str | None]:
-    """Installed versions of the packages a result depends on (``None`` when one is absent), and Python's."""
-    versions = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def git_hash(folder: str | os.PathLike | None = None) -> str | None:
-    """The commit checked out where ``folder`` (default: this package) lives, or ``None`` outside git."""
-    where = Path(folder) if folder is not None else Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def is_pinned(revision: object) -> bool:
-    """Whether ``revision`` names fixed content: a 40-hex git commit or a 64-hex :func:`content_hash`.
-
-    >>> is_pinned("main"), is_pinned("0" * 40), is_pinned("f" * 64), is_pinned(None)
-    (False, True, True, False)
-    """
-    return isinstance(revision, str) and _PINNED.fullmatch(revision) is not None
-
-
-def content_hash(folder: str | os.PathLike, exclude: Iterable[str] = HASH_EXCLUDE) -> str:
-    """A sha256 (64 hex digits) over a folder's files: the revision of a local model or dataset folder.
-
-    Files are visited in sorted order of their relative POSIX path; each contributes its path, a NUL byte,
-    the sha256 of its bytes and a newline. Any file or folder whose name is in ``exclude`` is skipped
-    (by default the card ``README.md``, ``.eval_results``, ``.git``, ``.gitattributes``, ``.cache`` and
-    ``__pycache__``), so publishing results into a model folder does not change its hash, and a Hub snapshot
-    (symlinks are followed) hashes like the folder it was uploaded from.
-    """
-    root = Path(folder)
-    digest = hashlib.sha256()
-    for relative in payload_files(root, exclude):
-        file_digest = hashlib.sha256()
-        with open(root / relative, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                file_digest.update(chunk)
-        digest.update(relative.encode() + b"\0" + file_digest.digest() + b"\n")
-    return digest.hexdigest()
-
-
-def payload_files(folder: str | os.PathLike, exclude: Iterable[str] = HASH_EXCLUDE) -> list[str]:
-    """Relative POSIX paths of the files :func:`content_hash` covers, sorted."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise ValueError(f"folder {str(root)!r} is not a directory")
-    skip = frozenset(exclude)
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [name for name in dirnames if name not in skip]
-        files.extend(Path(dirpath, name).relative_to(root).as_posix() for name in filenames if name not in skip)
-    return sorted(files)
-
-
 def make_config(
     *,
     model_id: str,
@@ -320,9 +253,9 @@ def make_config(
 
     Args:
         model_id: Hub id or local path of the model.
-        model_revision: the Hub commit sha, or :func:`content_hash` of a local folder.
+        model_revision: the Hub commit sha, or ``provenance.content_hash`` of a local folder.
         dataset_id: Hub id (``owner/name``) or local path of the SPIRAL dataset.
-        dataset_revision: the Hub commit sha, or :func:`content_hash` of the built dataset folder.
+        dataset_revision: the Hub commit sha, or ``provenance.content_hash`` of the built dataset folder.
         audio_source: ``espeak-ng``, ``styletts2`` or ``authors``.
         scoring: ``loglik`` or ``generate``.
         circular: whether each question was asked under its four rotations.
@@ -330,7 +263,7 @@ def make_config(
             ``temperature``, ``query``, ...).
         seeds: e.g. ``{"pruning_seed": 0}``.
         num_processes: accelerate processes that ran the evaluation.
-        model_content_hash: :func:`content_hash` of the model files, when ``model_revision`` is a commit sha.
+        model_content_hash: ``provenance.content_hash`` of the model files, when ``model_revision`` is a commit sha.
         dataset_fingerprint: ``datasets``' fingerprint of the evaluated split.
         **extra: any further settings (``dtype``, ``batch_size``, ``max_new_tokens``, ...).
 
@@ -412,50 +345,17 @@ def build_results(
     }
 
 
-def _finite(value):
-    """JSON has no NaN or infinity: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, fsync, then ``os.replace``.
-
-    A reader never sees a half-written file, even when the writer is killed; a failed write leaves the old
-    file as it was and no temporary behind. The text is written as given (no newline translation).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_results(path: str | os.PathLike, results: dict) -> Path:
-    """Write a results document atomically (:func:`write_text_atomic`); NaN and infinities become ``null``.
+    """Write a results document atomically (:func:`fileio.write_json`); NaN and infinities become ``null``.
 
     A reader never sees a half-written ``results.json``, even when the run is killed while writing.
     """
-    return write_text_atomic(path, json.dumps(_finite(results), indent=2, allow_nan=False) + "\n")
+    return fileio.write_json(path, results)
 
 
 def read_results(path: str | os.PathLike) -> dict:
     """Load a ``results.json``."""
-    with open(path, encoding="utf-8") as handle:
-        results = json.load(handle)
+    results = fileio.read_json(path)
     if not isinstance(results, dict) or "results" not in results:
         raise ValueError(f"{path} is not a results file (no 'results' key)")
     return results
@@ -466,85 +366,17 @@ def samples_path(results_path: str | os.PathLike, results: dict) -> Path:
     return Path(results_path).parent / results.get("samples_file", "samples.jsonl")
 
 
-def read_records(path: str | os.PathLike) -> list[dict]:
-    """Read a ``samples.jsonl``, tolerating a run killed while writing.
-
-    A last line without its newline that is not valid JSON is a record cut short: it is dropped with a
-    warning. Blank lines are skipped. Any other line that is not a JSON object raises ``ValueError`` naming
-    its line number.
-    """
-    data = Path(path).read_bytes()
-    lines = data.split(b"\n")
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        cut_short = number == len(lines)  # the text after the last newline
-        try:
-            record = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            if cut_short:
-                logger.warning("%s: dropping the truncated last line %d (%d bytes)", path, number, len(line))
-                continue
-            raise ValueError(f"{path}, line {number}: not valid JSON ({error})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}, line {number}: a record must be a JSON object")
-        records.append(record)
-    return records
-
-
-def repair_tail(path: str | os.PathLike) -> bool:
-    """Cut a JSON Lines file after its last complete line (one that ends with a newline).
-
-    A writer that puts each record in one write call, newline last, can only leave the last line cut short
-    when it is killed (``json.dumps`` never emits a raw newline); :func:`read_records` raises on a bad line
-    anywhere else, which is corruption, not an interruption.
-
-    Returns:
-        ``True`` when something was cut.
-    """
-    path = Path(path)
-    if not path.exists():
-        return False
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1  # 0 when there is no complete line at all
-    if keep == len(data):
-        return False
-    with path.open("r+b") as f:
-        f.truncate(keep)
-    return True
-
-
-def append_records(path: str | os.PathLike, records: Iterable[dict]) -> None:
-    """Append records as JSON lines; first cuts a partial last line left by a killed run (:func:`repair_tail`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    repair_tail(path)
-    with open(path, "a", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(_finite(record), allow_nan=False) + "\n")
-        handle.flush()
-
-
 __all__ = [
     "AUDIO_SOURCES",
+    "METHOD_ORDER",
     "aggregate",
-    "append_records",
     "build_results",
-    "content_hash",
-    "git_hash",
-    "is_pinned",
     "key_order",
     "key_recall_summary",
     "make_config",
-    "package_versions",
     "parse_result_key",
-    "payload_files",
-    "read_records",
     "read_results",
-    "repair_tail",
     "result_key",
     "samples_path",
     "write_results",
-    "write_text_atomic",
 ]

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from speechprune.errors import UsageError
-from speechprune.evaluation import checkpoint, outputs, results
+from speechprune.evaluation import checkpoint, fileio, outputs, provenance, results
 from speechprune.evaluation.evaluator import Evaluator, Variant, parse_variants, rotations, unit_keys
 from speechprune.evaluation.loading import dataset_identity, is_tiny, load_model, load_spiral
 
@@ -202,7 +202,7 @@ def _open_output(state, output: Path, config: dict) -> list[dict]:
         if not resumed:
             checkpoint.write_run_config(output, config)
         for path in (output / checkpoint.RECORDS_DIR).glob("rank-*.jsonl"):
-            if checkpoint.repair_tail(path):
+            if fileio.repair_tail(path):
                 logger.warning("dropped a cut-short last record in %s (the run was interrupted)", path)
     state.wait_for_everyone()  # nobody reads before the repair
     return checkpoint.load_records(output)
@@ -249,7 +249,7 @@ def evaluate(args: argparse.Namespace) -> dict | None:
 
     cost_config, dtype_bytes = _cost_config(args.flops_config, model)
     with (
-        checkpoint.RecordLog(checkpoint.rank_file(output, state.process_index)) as log,
+        fileio.JsonlAppender(checkpoint.rank_file(output, state.process_index)) as log,
         state.split_between_processes(list(range(len(ids)))) as shard,
     ):
         evaluator = Evaluator(
@@ -281,7 +281,7 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     records = previous + gathered
     check_complete(records, ids, variants, args.circular)
     records = canonical_order(records, ids, variants)
-    checkpoint.write_jsonl(output / "samples.jsonl", records)
+    fileio.write_jsonl(output / "samples.jsonl", records)
     paths = {"samples": output / "samples.jsonl"}
     config = results_config(args, variants, model, revision, identity, state.num_processes)
     notes = [outputs.TINY_NOTE] if is_tiny(args.model) else []
@@ -301,7 +301,7 @@ def results_config(args, variants: list[Variant], model, revision: str, identity
         model_id=args.model,
         model_revision=revision,
         dataset_id=str(args.dataset),
-        dataset_revision=outputs.dataset_revision(str(args.dataset), args.dataset_revision),
+        dataset_revision=provenance.dataset_revision(str(args.dataset), args.dataset_revision),
         dataset_fingerprint=identity["fingerprint"],
         audio_source=identity["audio_source"][0],
         scoring=args.scoring,

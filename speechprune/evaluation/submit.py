@@ -7,7 +7,7 @@ task: ``spiral`` and ``spiral_h``) and the ``model-index`` of the repo's ``READM
 Before anything is written, five checks must pass (each failure is a :class:`SubmitError`, exit code 2):
 
 1. **pinned**: the model and dataset revisions in ``results.json`` are a commit sha (40 hex digits) or a
-   :func:`~speechprune.evaluation.results.content_hash` (64), never a branch such as ``main``;
+   :func:`~speechprune.evaluation.provenance.content_hash` (64), never a branch such as ``main``;
 2. **no duplicates**: no two entries describe the same (dataset, task, setup), counting the entries
    already in the repo (``--overwrite`` replaces those instead);
 3. **recomputable**: :func:`~speechprune.evaluation.results.aggregate` over the per-sample file next to
@@ -38,19 +38,15 @@ import yaml
 from huggingface_hub import EvalResultEntry, ModelCard, eval_result_entries_to_yaml, parse_eval_result_entries
 from huggingface_hub.repocard_data import EvalResult
 
+from speechprune.evaluation.fileio import atomic_write, read_jsonl
+from speechprune.evaluation.provenance import content_hash, git_hash, is_pinned, payload_files
 from speechprune.evaluation.results import (
     AUDIO_SOURCES,
     aggregate,
-    content_hash,
-    git_hash,
-    is_pinned,
     parse_result_key,
-    payload_files,
-    read_records,
     read_results,
     result_key,
     samples_path,
-    write_text_atomic,
 )
 
 TASKS = ("spiral", "spiral_h")
@@ -147,7 +143,7 @@ def check_recomputable(results_path: Path, results: dict) -> list[dict]:
     if not samples.is_file():
         raise SubmitError(f"check 'recomputable' failed: no per-sample file {samples} beside {results_path}")
     try:
-        records = read_records(samples)
+        records = read_jsonl(samples)
         recomputed = aggregate(records, circular=bool(results.get("config", {}).get("circular", False)))
     except ValueError as error:
         raise SubmitError(f"check 'recomputable' failed: {samples} cannot be aggregated: {error}") from None
@@ -431,7 +427,7 @@ def update_card(model_repo: Path, plan: Plan, model_name: str | None = None) -> 
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     card.text = text
-    write_text_atomic(path, str(card))
+    atomic_write(path, str(card))
     return path
 
 
@@ -440,7 +436,7 @@ def write(plan: Plan, model_repo: str | os.PathLike, model_name: str | None = No
     model_repo = Path(model_repo)
     yaml_path = model_repo / EVAL_RESULTS_FILE
     text = yaml.safe_dump(eval_result_entries_to_yaml(plan.entries), sort_keys=False, allow_unicode=True)
-    write_text_atomic(yaml_path, text)
+    atomic_write(yaml_path, text)
     return [yaml_path, update_card(model_repo, plan, model_name)]
 
 
