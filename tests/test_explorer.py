@@ -240,3 +240,13 @@ def test_browser_screenshot_shows_kept_tokens_and_the_key_sentence(page, tmp_pat
     assert share((0x2F, 0x6F, 0xB0)) > 0.005  # kept-token bars of the timelines
     assert share((0xFD, 0xE7, 0xC2)) > 0.0005  # the highlighted key sentence in the transcript
     assert share((0xE3, 0xF3, 0xE7)) > 0.0005  # the gold choice
+
+
+def test_a_dataset_that_is_gone_is_a_usage_error(run, tmp_path, capsys):
+    from speechprune import cli
+
+    results = str(run["output"] / "results.json")
+    code = cli.main(["report", results, "--html", "--out", str(tmp_path), "--dataset", str(tmp_path / "gone")])
+    assert code == 2
+    assert "--dataset: cannot load" in capsys.readouterr().err
+    assert cli.main(["report", results, "--html", "--out", str(tmp_path), "--samples", "0"]) == 2
