@@ -10,7 +10,7 @@ import pyloudnorm
 import pytest
 import yaml
 from datasets import Audio, load_dataset
-from huggingface_hub import DatasetCard
+from huggingface_hub import CommitInfo, DatasetCard
 from scipy.signal import resample_poly
 
 from speechprune import cli
@@ -19,6 +19,7 @@ from speechprune.dataset_script import build as build_module
 from speechprune.dataset_script.build import BuildStateError, build_spiral
 from speechprune.dataset_script.records import parse_record
 from speechprune.dataset_script.tts import EspeakEngine
+from speechprune.errors import UsageError
 
 IDS = ["lecture_0", "lecture_3", "meeting_1", "meeting_6"]  # lecture_3 and meeting_1 are in the official SPIRAL-H
 HARD_IDS = ["meeting_1", "conversation_1", "lecture_3"]  # the official SPIRAL-H ids among the first 12 samples
@@ -224,10 +225,12 @@ def test_push_to_hub_needs_the_publishing_flag(built, tmp_path, monkeypatch, cap
 
         def upload_folder(self, **kwargs):
             calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+            url = f"https://huggingface.co/datasets/me/spiral/commit/{'b' * 40}"
+            return CommitInfo(commit_url=url, commit_message="m", commit_description="", oid="b" * 40)
 
     monkeypatch.setattr("huggingface_hub.HfApi", FakeApi)
     url = build_module.push_to_hub(built["out"], "me/spiral")
-    assert url.endswith("datasets/me/spiral")
+    assert url == f"https://huggingface.co/datasets/me/spiral at commit {'b' * 40}"  # for submit --dataset-revision
     assert calls[0][2]["repo_type"] == "dataset" and calls[1][2]["ignore_patterns"] == [".spiral-build/**"]
 
 
@@ -236,6 +239,6 @@ def test_free_space_is_checked_before_anything_is_written(tmp_path, monkeypatch)
         free = 10_000_000
 
     monkeypatch.setattr(build_module.shutil, "disk_usage", lambda path: Usage)
-    with pytest.raises(OSError, match="not enough free disk space"):
+    with pytest.raises(UsageError, match="--out: not enough free disk space"):
         build_spiral(SAMPLE_ANNOTATIONS, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()

@@ -27,12 +27,17 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from speechprune.cli import RATE_MEANING
+from speechprune.errors import UsageError
+from speechprune.evaluation import checkpoint, fileio
+from speechprune.sources import local_or_hub
 
-from speechprune.evaluation import checkpoint, fileio, outputs, provenance, results
-from speechprune.evaluation.evaluator import Evaluator, Variant, parse_variants, rotations, unit_keys
-from speechprune.evaluation.loading import dataset_identity, is_tiny, load_model, load_spiral
+# torch, transformers, datasets and matplotlib are imported where a run needs them, so that
+# `speechprune eval --help` (which imports this module for `configure`) answers at once.
+if TYPE_CHECKING:
+    from speechprune.evaluation.evaluator import Variant
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--dataset-revision", default=None, help="pin the dataset's Hub revision")
     add("--config", required=True, choices=["spiral", "spiral_h"], help="dataset config")
     add("--methods", default=DEFAULT_METHODS, help=f"comma list of pruning methods (default {DEFAULT_METHODS})")
-    add("--rates", default=DEFAULT_RATES, help=f"comma list of pruning rates in [0, 1) (default {DEFAULT_RATES})")
+    add("--rates", default=DEFAULT_RATES, help=f"pruning rates, comma list (default {DEFAULT_RATES}); {RATE_MEANING}")
     add("--scoring", default="loglik", choices=["loglik", "generate"], help="answer scoring (SPEC section 5)")
     add("--max-new-tokens", type=int, default=16, help="greedy decoding length for --scoring generate")
     add("--circular", action="store_true", help="ask each question under its 4 choice rotations; all must be right")
@@ -73,6 +78,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="encode the audio inside every model call instead of once per batch (slower; results are the same, "
         "and each prefill time and CUDA memory peak then comes from one whole call)",
     )
+    add("--attention-layer", type=int, default=2, help="llm_attention: the decoder layer that ranks (0-based)")
+    add("--dart-pivots", type=int, default=8, help="dart: pivot tokens (the largest norms)")
     add("--map-samples", type=int, default=3, help="samples drawn in the pruning map (the first with key times)")
     add("--output", required=True, help="output folder (an existing run there is resumed)")
 
@@ -100,11 +107,41 @@ def run_config(args: argparse.Namespace, variants: list[Variant], model_revision
         "seed": args.seed,
         "flops_config": args.flops_config,
         "map_samples": args.map_samples,
+        **method_settings(args, variants),
     }
+
+
+def method_settings(args: argparse.Namespace, variants: list[Variant]) -> dict:
+    """The settings of SPEC section 8's methods that this run uses (``None`` for a method it does not run).
+
+    ``None`` rather than an absent key keeps run configs written before these settings resumable.
+    """
+    methods = {v.method for v in variants}
+    return {
+        "attention_layer": args.attention_layer if "llm_attention" in methods else None,
+        "dart_pivots": args.dart_pivots if "dart" in methods else None,
+    }
+
+
+def check_key_times(dataset, variants: list[Variant]) -> None:
+    """``oracle`` needs every sample's key times (SPEC section 8): refuse the run before any model call."""
+    if not any(v.method == "oracle" for v in variants):
+        return
+    if not {"key_start", "key_end"} <= set(dataset.column_names):
+        raise UsageError("--methods: oracle needs key_start/key_end, and this dataset has no such columns")
+    columns = dataset.select_columns(["id", "key_start", "key_end"])
+    missing = [row["id"] for row in columns if row["key_start"] is None or row["key_end"] is None]
+    if missing:
+        raise UsageError(
+            f"--methods: oracle needs key times, and {len(missing)} samples have none (e.g. {missing[:3]}); "
+            "drop oracle or evaluate a dataset with key_start/key_end"
+        )
 
 
 def expected_keys(ids: list[str], variants: list[Variant], circular: bool) -> set:
     """Every ``(id, method, rate, rotation)`` a complete run holds."""
+    from speechprune.evaluation.evaluator import rotations, unit_keys
+
     return {key for i in ids for key in unit_keys(i, variants, rotations(circular))}
 
 
@@ -154,6 +191,7 @@ def _cost_config(spec: str, model):
 
 
 def _process_state():
+    import torch
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
@@ -162,19 +200,44 @@ def _process_state():
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
 
 
+def _check_output(output: Path) -> None:
+    """Refuse an ``--output`` that is a file, or a non-empty folder holding no run of ours (nothing is overwritten)."""
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output: {output} is a file; give a folder (new, empty, or a run to resume)")
+    ours = (output / checkpoint.RUN_CONFIG).exists() or (output / checkpoint.RECORDS_DIR).is_dir()
+    if output.is_dir() and not ours and any(output.iterdir()):
+        raise UsageError(
+            f"--output: {output} is not empty and holds no speechprune eval run (no {checkpoint.RUN_CONFIG}); "
+            "give a new or empty folder"
+        )
+
+
 def _open_output(state, output: Path, config: dict) -> list[dict]:
-    """Check or store the run config, repair cut-short records, and return the records already made."""
+    """Check or store the run config, repair cut-short records, and return the records already made.
+
+    Nothing is written before every check has passed: the stored config, then each record's run stamp.
+    """
     # Every process compares before anyone writes, so a mismatch stops all of them together.
+    _check_output(output)
     resumed = checkpoint.check_run_config(output, config)
     state.wait_for_everyone()
     if state.is_main_process:
-        if not resumed:
-            checkpoint.write_run_config(output, config)
         for path in (output / checkpoint.RECORDS_DIR).glob("rank-*.jsonl"):
-            if fileio.repair_tail(path):
+            if fileio.repair_tail(path):  # only ever cuts a line a kill left unfinished
                 logger.warning("dropped a cut-short last record in %s (the run was interrupted)", path)
     state.wait_for_everyone()  # nobody reads before the repair
-    return checkpoint.load_records(output)
+    records = checkpoint.load_records(output, checkpoint.run_hash(config))
+    if state.is_main_process and not resumed:
+        checkpoint.write_run_config(output, config)
+    return records
+
+
+def _check_device_map(device_map: str | None) -> None:
+    """``--device-map cuda...`` on a machine without CUDA is a mistake, not something to ignore."""
+    import torch
+
+    if device_map is not None and device_map.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device-map: {device_map!r} asks for CUDA, which this machine lacks; leave it out")
 
 
 def evaluate(args: argparse.Namespace) -> dict | None:
@@ -187,11 +250,19 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     from accelerate.utils import gather_object
     from tqdm.auto import tqdm
 
+    from speechprune.evaluation import outputs
+    from speechprune.evaluation.evaluator import Evaluator, parse_variants, rotations
+    from speechprune.evaluation.loading import dataset_identity, is_tiny, load_model, load_spiral
+
     if args.batch_size < 1:
         raise ValueError(f"batch_size: expected at least 1, got {args.batch_size}")
     if args.max_new_tokens < 1:
         raise ValueError(f"max_new_tokens: expected at least 1, got {args.max_new_tokens}")
     variants = parse_variants(args.methods, args.rates)
+    _check_device_map(args.device_map)
+    if not is_tiny(args.model):  # a mistyped folder is a missing folder, before anything slow happens
+        local_or_hub(args.model, "--model", "model folder", names=("tiny",))
+    local_or_hub(args.dataset, "--dataset", "SPIRAL folder")
     if args.flops_config is None:
         args.flops_config = "qwen2-audio-7b" if is_tiny(args.model) else "model"
     state = _process_state()
@@ -202,14 +273,15 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     ids = list(dataset["id"])
     if len(set(ids)) != len(ids):
         raise ValueError(f"dataset: {args.dataset} has repeated ids")
+    check_key_times(dataset, variants)
     identity = dataset_identity(dataset)
     if len(identity["audio_source"]) != 1:
         raise ValueError(f"dataset: expected one audio_source, got {identity['audio_source']} (not comparable)")
     model, processor, revision = load_model(
         args.model, args.revision, args.dtype, args.device_map, args.trust_remote_code
     )
-    if args.device_map is None:
-        model.to(state.device)
+    if args.device_map is None or (is_tiny(args.model) and args.device_map != "auto"):
+        model.to(state.device if args.device_map is None else args.device_map)  # the tiny model has no device map
     config = run_config(args, variants, revision, identity)
 
     previous = _open_output(state, output, config)
@@ -217,7 +289,7 @@ def evaluate(args: argparse.Namespace) -> dict | None:
 
     cost_config, dtype_bytes = _cost_config(args.flops_config, model)
     with (
-        fileio.JsonlAppender(checkpoint.rank_file(output, state.process_index)) as log,
+        checkpoint.RecordLog(checkpoint.rank_file(output, state.process_index), checkpoint.run_hash(config)) as log,
         state.split_between_processes(list(range(len(ids)))) as shard,
     ):
         evaluator = Evaluator(
@@ -236,9 +308,15 @@ def evaluate(args: argparse.Namespace) -> dict | None:
             dtype_bytes=dtype_bytes,
             map_ids=_map_sample_ids(dataset, args.map_samples),
             audio_cache=args.audio_cache,
+            attention_layer=args.attention_layer,
+            dart_pivots=args.dart_pivots,
         )
         total = sum(evaluator.pending(i) for i in shard)
-        with tqdm(total=total, desc="speechprune eval", disable=not state.is_main_process) as progress:
+        if previous and state.is_main_process and not any(evaluator.pending(i) for i in range(len(ids))):
+            print(
+                f"speechprune eval: nothing left to do, all {len(previous)} records are in {output}; writing outputs"
+            )
+        with tqdm(total=total, desc="speechprune eval", disable=not state.is_main_process or total == 0) as progress:
             new = evaluator.run(list(shard), args.batch_size, args.config, progress)
     gathered = gather_object(new)
     if not state.is_main_process:
@@ -260,6 +338,10 @@ def evaluate(args: argparse.Namespace) -> dict | None:
 
 def results_config(args, variants: list[Variant], model, revision: str, identity: dict, num_processes: int) -> dict:
     """The ``config`` block of results.json: what produced the numbers, and what each cost column measured."""
+    import torch
+
+    from speechprune.evaluation import outputs, provenance, results
+
     cuda = model.device.type == "cuda"
     device = torch.cuda.get_device_name(model.device) if cuda else str(model.device)
     architecture = {"qwen2-audio-7b": "Qwen2-Audio-7B", "model": f"evaluated model's ({args.model})"}
@@ -272,7 +354,11 @@ def results_config(args, variants: list[Variant], model, revision: str, identity
         audio_source=identity["audio_source"][0],
         scoring=args.scoring,
         circular=args.circular,
-        pruning={"methods": [v.method for v in variants], "rates": sorted({v.rate for v in variants} - {None})},
+        pruning={
+            "methods": [v.method for v in variants],
+            "rates": sorted({v.rate for v in variants} - {None}),
+            **{name: value for name, value in method_settings(args, variants).items() if value is not None},
+        },
         seeds={"pruning_seed": args.seed},
         num_processes=num_processes,
         query=args.query,
@@ -280,6 +366,7 @@ def results_config(args, variants: list[Variant], model, revision: str, identity
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens if args.scoring == "generate" else None,
         flops_config=args.flops_config,
+        limit=args.limit,  # a run on the first N samples only; `submit` refuses it unless --allow-partial
         measurements=outputs.measurements(
             device, architecture.get(args.flops_config, args.flops_config), args.batch_size, cuda, args.audio_cache
         ),
