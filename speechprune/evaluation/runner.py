@@ -1,10 +1,13 @@
-"""``speechprune eval``: score a model on SPIRAL for several pruning methods and rates in one go.
+"""``speechprune eval``: score a model on a task for several pruning methods and rates in one go.
 
-    speechprune eval --model tiny --dataset DIR --config spiral \\
+    speechprune eval --model tiny --task spiral --dataset DIR \\
         --methods full,original,random,crop,speechprune --rates 0.2,0.4,0.6,0.8 --output runs/tiny
+    speechprune eval --model tiny --task dream_tts_long --dataset DIR_OR_ID --output runs/dream
 
-Every sample is asked once per *variant* (a method at a rate; ``full`` and ``original`` have
-no rate and run once) and, with ``--circular``, once per rotation of its choices.
+A task is a preset name or a YAML file (:mod:`speechprune.evaluation.tasks`); ``--config spiral``
+is ``--task spiral``. Every sample is asked once per *variant* (a method at a rate; ``full`` and
+``original`` have no rate and run once) and, with ``--circular``, once per rotation of its K
+choices. Rows the task rejects are counted in ``results.json`` and listed in ``rejects.jsonl``.
 
 Several processes: the same command runs under ``torchrun --nproc_per_node N`` or
 ``accelerate launch``. Samples are split between processes with
@@ -30,9 +33,12 @@ from pathlib import Path
 
 import torch
 
+from speechprune.errors import UsageError
 from speechprune.evaluation import checkpoint, fileio, outputs, provenance, results
 from speechprune.evaluation.evaluator import Evaluator, Variant, parse_variants, rotations, unit_keys
-from speechprune.evaluation.loading import dataset_identity, is_tiny, load_model, load_spiral
+from speechprune.evaluation.loading import is_tiny, load_model
+from speechprune.evaluation.tasks import Task, load_task, preset_names
+from speechprune.evaluation.tasks.data import load_task_data
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +51,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--model", required=True, help="tiny (the embedded random tiny model), a local folder or a Hub id")
     add("--revision", default=None, help="pin the model's Hub revision (branch, tag or commit)")
-    add("--dataset", required=True, help="a SPIRAL folder (speechprune build-spiral) or a Hub dataset id")
+    add("--task", default=None, help=f"a task preset ({', '.join(preset_names())}) or a task YAML file")
+    add("--dataset", default=None, help="a dataset folder or Hub id (default: the task's own)")
     add("--dataset-revision", default=None, help="pin the dataset's Hub revision")
-    add("--config", required=True, choices=["spiral", "spiral_h"], help="dataset config")
+    add("--config", default=None, choices=["spiral", "spiral_h"], help="same as --task spiral / --task spiral_h")
     add("--methods", default=DEFAULT_METHODS, help=f"comma list of pruning methods (default {DEFAULT_METHODS})")
     add("--rates", default=DEFAULT_RATES, help=f"comma list of pruning rates in [0, 1) (default {DEFAULT_RATES})")
     add("--scoring", default="loglik", choices=["loglik", "generate"], help="answer scoring (SPEC section 5)")
@@ -77,7 +84,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--output", required=True, help="output folder (an existing run there is resumed)")
 
 
-def run_config(args: argparse.Namespace, variants: list[Variant], model_revision: str, dataset: dict) -> dict:
+def resolve_task(args: argparse.Namespace) -> Task:
+    """The task of ``--task`` (or of ``--config``, its SPIRAL-only spelling)."""
+    if args.task is not None and args.config is not None and args.task != args.config:
+        raise UsageError(f"--config: {args.config!r} disagrees with --task {args.task!r}; give one of them")
+    name = args.task if args.task is not None else args.config
+    if name is None:
+        raise UsageError(f"--task: give a task: a preset ({', '.join(preset_names())}) or a task YAML file")
+    return load_task(name)
+
+
+def run_config(
+    args: argparse.Namespace, variants: list[Variant], model_revision: str, dataset: dict, task: Task | None = None
+) -> dict:
     """The arguments that decide the results, as stored in ``run_config.json``.
 
     ``--batch-size`` and the number of processes are left out on purpose: they change no
@@ -90,7 +109,8 @@ def run_config(args: argparse.Namespace, variants: list[Variant], model_revision
         "dtype": args.dtype,
         "dataset": str(args.dataset),
         "dataset_fingerprint": dataset["fingerprint"],
-        "config": args.config,
+        "config": args.config if task is None else task.name,
+        "task": None if task is None else task.describe(),
         "limit": args.limit,
         "variants": [[v.method, v.rate] for v in variants],
         "scoring": args.scoring,
@@ -103,19 +123,22 @@ def run_config(args: argparse.Namespace, variants: list[Variant], model_revision
     }
 
 
-def expected_keys(ids: list[str], variants: list[Variant], circular: bool) -> set:
-    """Every ``(id, method, rate, rotation)`` a complete run holds."""
-    return {key for i in ids for key in unit_keys(i, variants, rotations(circular))}
+def expected_keys(ids: list[str], variants: list[Variant], circular: bool, num_choices: dict | None = None) -> set:
+    """Every ``(id, method, rate, rotation)`` a complete run holds (``num_choices``: K per id, default 4)."""
+    counts = num_choices or {}
+    return {key for i in ids for key in unit_keys(i, variants, rotations(circular, counts.get(i, 4)))}
 
 
-def check_complete(records: list[dict], ids: list[str], variants: list[Variant], circular: bool) -> None:
+def check_complete(
+    records: list[dict], ids: list[str], variants: list[Variant], circular: bool, num_choices: dict | None = None
+) -> None:
     """Raise unless the records hold each expected unit exactly once, and the dataset's ids exactly.
 
     Raises:
         RuntimeError: naming missing, foreign and duplicated units, and missing or foreign ids.
     """
     keys = [checkpoint.record_key(r) for r in records]
-    expected = expected_keys(ids, variants, circular)
+    expected = expected_keys(ids, variants, circular, num_choices)
     missing, extra = expected - set(keys), set(keys) - expected
     duplicated = len(keys) - len(set(keys))
     record_ids, dataset_ids = {r["id"] for r in records}, set(ids)
@@ -137,7 +160,7 @@ def canonical_order(records: list[dict], ids: list[str], variants: list[Variant]
 
 def _map_sample_ids(dataset, count: int) -> frozenset:
     """The first ``count`` ids (dataset order) whose key sentence has known times."""
-    if count <= 0:
+    if count <= 0 or not {"id", "key_start"} <= set(dataset.column_names):  # only SPIRAL has key-sentence times
         return frozenset()
     columns = dataset.select_columns(["id", "key_start"])
     return frozenset([row["id"] for row in columns if row["key_start"] is not None][:count])
@@ -192,25 +215,28 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     if args.max_new_tokens < 1:
         raise ValueError(f"max_new_tokens: expected at least 1, got {args.max_new_tokens}")
     variants = parse_variants(args.methods, args.rates)
+    task = resolve_task(args)
     if args.flops_config is None:
         args.flops_config = "qwen2-audio-7b" if is_tiny(args.model) else "model"
     state = _process_state()
     output = Path(args.output)
 
     with state.main_process_first():  # the first load writes the datasets cache; the others read it
-        dataset = load_spiral(args.dataset, args.config, args.limit, args.dataset_revision)
-    ids = list(dataset["id"])
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"dataset: {args.dataset} has repeated ids")
-    identity = dataset_identity(dataset)
-    if len(identity["audio_source"]) != 1:
+        data = load_task_data(task, args.dataset, args.limit, args.dataset_revision)
+    args.dataset = data.dataset_id
+    dataset = data.accepted
+    ids = data.ids
+    if not ids:
+        raise UsageError(f"--dataset: no row of {data.dataset_id} passed the task's checks: {data.reject_counts()}")
+    identity = data.identity()
+    if len(identity["audio_source"]) > 1:
         raise ValueError(f"dataset: expected one audio_source, got {identity['audio_source']} (not comparable)")
     model, processor, revision = load_model(
         args.model, args.revision, args.dtype, args.device_map, args.trust_remote_code
     )
     if args.device_map is None:
         model.to(state.device)
-    config = run_config(args, variants, revision, identity)
+    config = run_config(args, variants, revision, identity, task)
 
     previous = _open_output(state, output, config)
     done = {checkpoint.record_key(r) for r in previous}
@@ -223,9 +249,9 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         evaluator = Evaluator(
             model,
             processor,
-            dataset,
+            data,
             variants=variants,
-            rotations=rotations(args.circular),
+            circular=args.circular,
             done=done,
             log=log,
             scoring=args.scoring,
@@ -239,26 +265,30 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         )
         total = sum(evaluator.pending(i) for i in shard)
         with tqdm(total=total, desc="speechprune eval", disable=not state.is_main_process) as progress:
-            new = evaluator.run(list(shard), args.batch_size, args.config, progress)
+            new = evaluator.run(list(shard), args.batch_size, task.name, progress)
     gathered = gather_object(new)
     if not state.is_main_process:
         return None
 
     records = previous + gathered
-    check_complete(records, ids, variants, args.circular)
+    check_complete(records, ids, variants, args.circular, {row["id"]: len(row["choices"]) for row in data.rows})
     records = canonical_order(records, ids, variants)
     fileio.write_jsonl(output / "samples.jsonl", records)
-    paths = {"samples": output / "samples.jsonl"}
-    config = results_config(args, variants, model, revision, identity, state.num_processes)
+    fileio.write_jsonl(output / outputs.REJECTS_FILE, data.rejects)
+    paths = {"samples": output / "samples.jsonl", "rejects": output / outputs.REJECTS_FILE}
+    config = results_config(args, variants, model, revision, identity, state.num_processes, task)
     notes = [outputs.TINY_NOTE] if is_tiny(args.model) else []
-    paths.update(outputs.write_run_outputs(output, records, config, len(ids), notes))
+    notes.append(outputs.choices_note(task.name, [len(row["choices"]) for row in data.rows]))
+    paths.update(outputs.write_run_outputs(output, records, config, len(ids), notes, data.reject_counts()))
     maps = outputs.write_pruning_maps(output, records, dataset)
     if maps:
         paths["pruning_map"] = maps[0].parent
     return {"records": records, "paths": paths}
 
 
-def results_config(args, variants: list[Variant], model, revision: str, identity: dict, num_processes: int) -> dict:
+def results_config(
+    args, variants: list[Variant], model, revision: str, identity: dict, num_processes: int, task: Task
+) -> dict:
     """The ``config`` block of results.json: what produced the numbers, and what each cost column measured."""
     cuda = model.device.type == "cuda"
     device = torch.cuda.get_device_name(model.device) if cuda else str(model.device)
@@ -269,7 +299,7 @@ def results_config(args, variants: list[Variant], model, revision: str, identity
         dataset_id=str(args.dataset),
         dataset_revision=provenance.dataset_revision(str(args.dataset), args.dataset_revision),
         dataset_fingerprint=identity["fingerprint"],
-        audio_source=identity["audio_source"][0],
+        audio_source=identity["audio_source"][0] if identity["audio_source"] else None,
         scoring=args.scoring,
         circular=args.circular,
         pruning={"methods": [v.method for v in variants], "rates": sorted({v.rate for v in variants} - {None})},
@@ -280,6 +310,7 @@ def results_config(args, variants: list[Variant], model, revision: str, identity
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens if args.scoring == "generate" else None,
         flops_config=args.flops_config,
+        task=task.describe(),
         measurements=outputs.measurements(
             device, architecture.get(args.flops_config, args.flops_config), args.batch_size, cuda, args.audio_cache
         ),
@@ -309,4 +340,13 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["configure", "main", "evaluate", "run_config", "check_complete", "expected_keys", "canonical_order"]
+__all__ = [
+    "configure",
+    "main",
+    "evaluate",
+    "resolve_task",
+    "run_config",
+    "check_complete",
+    "expected_keys",
+    "canonical_order",
+]
