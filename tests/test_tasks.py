@@ -453,3 +453,26 @@ def test_resume_and_two_processes_on_a_non_spiral_task(k_task, tmp_path):
     ]
     for a, b in zip(two, one):  # batches of 2 pad the shorter prompt: last-bit differences at most
         assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_spiral_h_preset_on_a_built_hard_subset(spiral_small, tmp_path):
+    """spiral_h reads the hard config `build-spiral --hard` writes; its rows checked against the parquet itself."""
+    import pyarrow.parquet as pq
+
+    from speechprune.dataset_script.build import build_spiral
+    from speechprune.evaluation.demo import SAMPLE_ANNOTATIONS
+
+    shards = sorted((spiral_small / "data" / "spiral").glob("*.parquet"))
+    rows = [row for shard in shards for row in pq.read_table(shard, columns=["id", "question", "choices", "answer"])
+            .to_pylist()]  # fmt: skip
+    hard = [rows[1]["id"], rows[3]["id"]]
+    (tmp_path / "hard.txt").write_text("\n".join(hard) + "\n")
+    build_spiral(SAMPLE_ANNOTATIONS, tmp_path / "spiral", hard=tmp_path / "hard.txt", limit=4, progress=False)
+    done = runner.evaluate(eval_args("spiral_h", tmp_path / "spiral", tmp_path / "run", "--methods", "original"))
+    expected = [(row["question"], row["choices"], row["answer"]) for row in rows if row["id"] in hard]
+    check_run(done, tmp_path / "run", expected, "spiral_h")
+    assert [r["id"] for r in done["records"]] == hard
+    assert {r["audio_source"] for r in done["records"]} == {"espeak-ng"}
+    config = json.loads((tmp_path / "run" / "results.json").read_text())["config"]
+    assert config["audio_source"] == "espeak-ng"
