@@ -200,4 +200,183 @@ def tiny_speechprune(seed: int = 0, **pruning):
     return model, processor
 
 
-__all__ = ["tiny_qwen2_audio", "tiny_processor", "tiny_config", "SPECIAL_TOKENS"]
+__all__ = ["tiny_qwen2_audio", "tiny_processor", "tiny_config", "SPECIAL_TOKENS", "tiny_voxtral", "tiny_gemma4"]
+
+
+# --- Voxtral and Gemma 4 -------------------------------------------------------------------------
+# Their tokenizers here are the project's trained byte-level BPE with each family's special tokens
+# added under the release's names, so that prompts render and tokenize as the family's template
+# lays them out; the real vocabularies (Tekken, Gemma's SentencePiece) are not reproduced.
+
+VOXTRAL_SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "[INST]", "[/INST]", "[AUDIO]", "[BEGIN_AUDIO]"]
+GEMMA4_SPECIAL_TOKENS = ["<bos>", "<eos>", "<pad>", "<|turn>", "<turn|>", "<|audio>", "<|audio|>", "<audio|>"]
+
+
+def _family_tokenizer(special: list[str], bos: str, eos: str, pad: str, vocab_size: int = 600):
+    tokenizer = copy.deepcopy(_cached_tokenizer(vocab_size))
+    tokenizer.add_special_tokens({"additional_special_tokens": special})
+    tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token = bos, eos, pad
+    return tokenizer
+
+
+def tiny_voxtral(seed: int = 0, *, model_class=None):
+    """Build ``(model, tokenizer)``: a tiny random ``VoxtralForConditionalGeneration`` (offline, seconds).
+
+    The audio geometry is real: 128 mel bins and 1500 encoder positions per 30 s chunk of 3000
+    frames, four positions stacked per token (``audio_config.intermediate_size = 4 x hidden``),
+    so a chunk gives 375 tokens (80 ms each). The language model is a tiny Llama with grouped-query
+    attention and no biases, as the release's. ``audio_token_id`` is ``[AUDIO]``.
+
+    Example:
+        >>> model, tokenizer = tiny_voxtral()
+        >>> model.config.audio_token_id == tokenizer.convert_tokens_to_ids("[AUDIO]")
+        True
+    """
+    from transformers import VoxtralConfig, VoxtralForConditionalGeneration
+
+    tokenizer = _family_tokenizer(VOXTRAL_SPECIAL_TOKENS, "<s>", "</s>", "<pad>")
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in VOXTRAL_SPECIAL_TOKENS}
+    config = VoxtralConfig(
+        audio_config={
+            "model_type": "voxtral_encoder",
+            "hidden_size": 16,
+            "intermediate_size": 64,  # 4 stacked encoder positions per audio token
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_mel_bins": 128,
+            "max_source_positions": 1500,
+            "initializer_range": 0.05,
+        },
+        text_config={
+            "model_type": "llama",
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": 8192,
+            "rope_theta": 10000.0,
+            "initializer_range": 0.05,
+            "bos_token_id": ids["<s>"],
+            "eos_token_id": ids["</s>"],
+            "pad_token_id": ids["<pad>"],
+            "tie_word_embeddings": False,
+        },
+        audio_token_id=ids["[AUDIO]"],
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = (model_class or VoxtralForConditionalGeneration)(config)
+    model.generation_config.pad_token_id = ids["<pad>"]
+    model.generation_config.eos_token_id = ids["</s>"]
+    return model.eval(), tokenizer
+
+
+def tiny_gemma4(seed: int = 0, *, model_class=None):
+    """Build ``(model, tokenizer)``: a tiny random ``Gemma4ForConditionalGeneration`` with audio, no vision.
+
+    The pitfalls of a tiny Gemma 4: the audio subsampler's first channel count stays 128 (the mel
+    bins), ``vision_config=None`` leaves the vision tower out, the text model keeps per-layer
+    inputs (``hidden_size_per_layer_input``), a sliding and a global layer type with their own head
+    widths (16 and 32: phase 2 must take ``head_dim`` from layer 0), and KV-shared layers. A 30 s
+    clip gives 750 audio tokens (40 ms), as the release's.
+
+    Example:
+        >>> model, tokenizer = tiny_gemma4()
+        >>> model.config.audio_token_id == tokenizer.convert_tokens_to_ids("<|audio|>")
+        True
+    """
+    from transformers import Gemma4Config, Gemma4ForConditionalGeneration
+
+    tokenizer = _family_tokenizer(GEMMA4_SPECIAL_TOKENS, "<bos>", "<eos>", "<pad>")
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in GEMMA4_SPECIAL_TOKENS}
+    config = Gemma4Config(
+        text_config={
+            "model_type": "gemma4_text",
+            "vocab_size": len(tokenizer),
+            "vocab_size_per_layer_input": len(tokenizer),
+            "hidden_size": 64,
+            "intermediate_size": 96,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 1,
+            "head_dim": 16,
+            "global_head_dim": 32,
+            "hidden_size_per_layer_input": 8,
+            "num_kv_shared_layers": 2,
+            "sliding_window": 64,
+            "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+            "max_position_embeddings": 8192,
+            "final_logit_softcapping": 30.0,
+            "initializer_range": 0.05,
+            "bos_token_id": ids["<bos>"],
+            "eos_token_id": ids["<eos>"],
+            "pad_token_id": ids["<pad>"],
+        },
+        audio_config={
+            "model_type": "gemma4_audio",
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "subsampling_conv_channels": [128, 8],  # the first must stay 128 (the mel bins)
+            "output_proj_dims": 48,
+            "initializer_range": 0.05,
+        },
+        vision_config=None,
+        audio_token_id=ids["<|audio|>"],
+        boa_token_id=ids["<|audio>"],
+        eoa_token_index=ids["<audio|>"],
+        image_token_id=None,
+        video_token_id=None,
+        boi_token_id=None,
+        eoi_token_id=None,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = (model_class or Gemma4ForConditionalGeneration)(config)
+    model.generation_config.pad_token_id = ids["<pad>"]
+    model.generation_config.eos_token_id = ids["<eos>"]
+    return model.eval(), tokenizer
+
+
+# Modelled on the Gemma chat layout (turn markers around each message, the assistant's role named
+# "model"); an audio item renders as one placeholder that the processor expands.
+GEMMA4_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|turn>"
+    "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'audio' %}<|audio|>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}<turn|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|turn>model\n{% endif %}"
+)
+
+
+def tiny_gemma4_processor():
+    """A ``Gemma4SpeechPruneProcessor`` around the stock Gemma 4 feature extractor and the tiny tokenizer.
+
+    Its token ids are those of :func:`tiny_gemma4`'s model, so its outputs feed that model as they are.
+    """
+    from transformers import Gemma4AudioFeatureExtractor
+
+    from speechprune.modeling.processing_speechprune_gemma4 import Gemma4SpeechPruneProcessor
+
+    tokenizer = _family_tokenizer(GEMMA4_SPECIAL_TOKENS, "<bos>", "<eos>", "<pad>")
+    return Gemma4SpeechPruneProcessor(
+        feature_extractor=Gemma4AudioFeatureExtractor(), tokenizer=tokenizer, chat_template=GEMMA4_CHAT_TEMPLATE
+    )
+
+
+def tiny_voxtral_processor():
+    """A ``VoxtralSpeechPruneProcessor`` around a 128-bin Whisper feature extractor and the tiny tokenizer.
+
+    Its token ids are those of :func:`tiny_voxtral`'s model, so its outputs feed that model as they are.
+    """
+    from speechprune.modeling.processing_speechprune_voxtral import VoxtralSpeechPruneProcessor
+
+    tokenizer = _family_tokenizer(VOXTRAL_SPECIAL_TOKENS, "<s>", "</s>", "<pad>")
+    feature_extractor = WhisperFeatureExtractor(
+        feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=30, n_fft=400
+    )
+    return VoxtralSpeechPruneProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from speechprune.sources import hub_failure, local_or_hub
+
 SAMPLING_RATE = 16000
 _TINY = re.compile(r"tiny(?:-seed(\d+))?")
 
@@ -89,6 +91,19 @@ def load_model(
             net = net.to(getattr(torch, dtype))
         return net.eval(), processor, f"tiny-seed{seed}"
 
+    hub = local_or_hub(model, "--model", "model folder", names=("tiny",)) is None
+    try:
+        net, processor = _load_checkpoint(model, revision, dtype, device_map, trust_remote_code)
+    except OSError as error:  # offline, no such repo, no access
+        if not hub:
+            raise
+        raise hub_failure("--model", model, error) from None
+    from speechprune.evaluation.provenance import model_revision
+
+    return net.eval(), processor, model_revision(model, revision)
+
+
+def _load_checkpoint(model: str, revision, dtype: str, device_map, trust_remote_code: bool):
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code, "dtype": dtype}
     if device_map is not None:
         kwargs["device_map"] = device_map
@@ -103,9 +118,7 @@ def load_model(
 
         net = Qwen2AudioSpeechPruneForConditionalGeneration.from_pretrained(model, **kwargs)
         processor = SpeechPruneProcessor.from_pretrained(model, revision=revision)
-    from speechprune.evaluation.provenance import model_revision
-
-    return net.eval(), processor, model_revision(model, revision)
+    return net, processor
 
 
 __all__ = [

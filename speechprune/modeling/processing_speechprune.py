@@ -27,13 +27,14 @@ Example:
     >>> tuple(inputs.input_features.shape), int((inputs.input_ids == model.config.audio_token_id).sum())
     ((3, 128, 3000), 1750)
 
-Sampling rate: audio must already be 16 kHz. Any other ``sampling_rate`` (or none given) is
-refused with a message telling the user to resample (for example with
-``datasets.Audio(sampling_rate=16000)``), because features of audio at the wrong rate would give
-confident but wrong answers.
+Samples: float in [-1, 1], or int16 / int32 PCM, which is scaled by 2**15 / 2**31 as ``soundfile``
+reads PCM as float (other integer widths are refused). Sampling rate: audio must already be
+16 kHz. Any other ``sampling_rate`` (or none given) is refused with a message telling the user to
+resample (for example with ``datasets.Audio(sampling_rate=16000)``), because features of audio at
+the wrong rate would give confident but wrong answers.
 
-This file imports only numpy, torch-free transformers pieces and nothing from the project, so it
-can be copied into a Hub model repo.
+This file imports only numpy, torch-free transformers pieces and its sibling ``audio_input.py``, so
+the two can be copied into a Hub model repo.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ import re
 import numpy as np
 from transformers import BatchFeature, Qwen2AudioProcessor
 
-SAMPLING_RATE = 16000
+from .audio_input import SAMPLING_RATE, check_recordings
+
 INSTRUCTION = "Answer with the letter of the correct option."
 LETTERS = tuple("ABCDEFGHIJ")  # K choices (2 to 10) take the first K; SPIRAL has four
 
@@ -99,10 +101,7 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
         )
 
     def spiral_prompt(self, question: str, choices: list[str]) -> str:
-        """Render SPEC section 5's prompt: chat template, one audio, question, one line per choice, instruction.
-
-        ``choices`` holds 2 to 10 option texts (SPEC section 9), lettered A, B, ...; SPIRAL's four give
-        exactly section 5's text.
+        """Render SPEC section 5's prompt: chat template, one audio, question, four choices, instruction.
 
         Example:
             >>> from speechprune.testing import tiny_speechprune
@@ -121,16 +120,7 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
             <|im_start|>assistant
             <BLANKLINE>
         """
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError(f"question must be a non-empty string, got {question!r}")
-        if isinstance(choices, str) or not 2 <= len(choices) <= len(LETTERS):
-            raise ValueError(f"choices must be a list of 2 to {len(LETTERS)} strings, got {choices!r}")
-        for name, value in [("question", question)] + [(f"choices[{i}]", c) for i, c in enumerate(choices)]:
-            if not isinstance(value, str) or "\n" in value or "\r" in value:
-                raise ValueError(f"{name} must be a one-line string (the prompt is line based), got {value!r}")
-        lines = [question] + [f"{letter}. {choice}" for letter, choice in zip(LETTERS, choices)] + [INSTRUCTION]
-        content = [{"type": "audio", "audio": "recording"}, {"type": "text", "text": "\n".join(lines)}]
-        messages = [{"role": "user", "content": content}]
+        messages = spiral_messages(question, choices)
         return self.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def __call__(
@@ -188,27 +178,8 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
 
     @staticmethod
     def _check_audio(audio, sampling_rate: int | None) -> list[np.ndarray]:
-        """Return the recordings as float32 1-D arrays; refuse a wrong rate, non-mono or non-finite audio."""
-        if sampling_rate != SAMPLING_RATE:
-            raise ValueError(
-                f"sampling_rate must be {SAMPLING_RATE} (got {sampling_rate!r}): resample the audio to 16 kHz first, "
-                "for example with datasets' Audio(sampling_rate=16000) feature; it is never resampled silently"
-            )
-        items = [audio] if _is_one_recording(audio) else list(audio)
-        recordings = []
-        for i, item in enumerate(items):
-            if hasattr(item, "detach"):  # a torch tensor
-                item = item.detach().cpu().numpy()
-            wave = np.asarray(item)
-            if wave.ndim != 1:
-                raise ValueError(f"audio[{i}] must be a mono 1-D array of samples, got shape {wave.shape}")
-            if not np.issubdtype(wave.dtype, np.number):
-                raise ValueError(f"audio[{i}] must hold numbers, got dtype {wave.dtype}")
-            wave = wave.astype(np.float32)
-            if not np.isfinite(wave).all():
-                raise ValueError(f"audio[{i}] contains NaN or inf samples")
-            recordings.append(wave)
-        return recordings
+        """Return the recordings as float32 1-D arrays (see ``audio_input.check_recordings``)."""
+        return check_recordings(audio, sampling_rate)
 
     def _process_audio(self, audio: list[np.ndarray], **kwargs):
         """Features of every 30 s window, and one placeholder string per recording.
@@ -246,24 +217,44 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
         return audio_inputs, replacements
 
 
+def spiral_messages(question: str, choices: list[str]) -> list[dict]:
+    """SPEC section 5's one user turn (an audio, then the question, choice and instruction lines) as chat messages.
+
+    ``choices`` holds 2 to 10 option texts (SPEC section 9), lettered A, B, ...; SPIRAL's four give exactly
+    section 5's text.
+
+    Every project processor renders these with its own family's chat template (``spiral_prompt``).
+    """
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError(f"question must be a non-empty string, got {question!r}")
+    if isinstance(choices, str) or not 2 <= len(choices) <= len(LETTERS):
+        raise ValueError(f"choices must be a list of 2 to {len(LETTERS)} strings, got {choices!r}")
+    for name, value in [("question", question)] + [(f"choices[{i}]", c) for i, c in enumerate(choices)]:
+        if not isinstance(value, str) or "\n" in value or "\r" in value:
+            raise ValueError(f"{name} must be a one-line string (the prompt is line based), got {value!r}")
+    lines = [question] + [f"{letter}. {choice}" for letter, choice in zip(LETTERS, choices)] + [INSTRUCTION]
+    content = [{"type": "audio", "audio": "recording"}, {"type": "text", "text": "\n".join(lines)}]
+    return [{"role": "user", "content": content}]
+
+
 def _check_query(query) -> None:
     if query not in ("user_text", "question"):
         raise ValueError(f"query must be 'user_text' or 'question', got {query!r}")
 
 
-def _is_one_recording(audio) -> bool:
-    """True for a single waveform (1-D array-like of numbers), False for a list of them."""
-    if hasattr(audio, "ndim"):
-        return audio.ndim == 1
-    return len(audio) > 0 and np.isscalar(audio[0])
-
-
 def _query_mask(
-    text: str, offsets: list, ids: list[int], query: str, audio_eos: str, special_ids: set[int]
+    text: str,
+    offsets: list,
+    ids: list[int],
+    query: str,
+    audio_eos: str,
+    special_ids: set[int],
+    turn_end: str = "<|im_end|>",
 ) -> list[bool]:
     """SPEC section 5's ``query_mask`` of one prompt, from its tokens' character offsets.
 
-    The query lines are looked for after the last ``audio_eos`` up to the next ``<|im_end|>``:
+    The query lines are looked for after the last ``audio_eos`` up to the next ``turn_end`` (the
+    family's end-of-turn marker, ``<|im_end|>`` for the Qwen templates):
     a ``spiral_prompt`` there gives the question line (and, for ``user_text``, its K choice
     lines); anything else gives the whole stretch (SPEC section 3's fallback rule). A token is in
     the mask when its character span lies entirely inside one region and it is not special.
@@ -272,7 +263,7 @@ def _query_mask(
     if eos < 0:
         return [False] * len(ids)
     start = eos + len(audio_eos)
-    end = text.find("<|im_end|>", start)
+    end = text.find(turn_end, start)
     end = len(text) if end < 0 else end
     regions = [(start, end)]
     match = next((m for tail in _CHOICE_TAILS if (m := tail.search(text, start, end)) is not None), None)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 from speechprune.errors import UsageError
 from speechprune.evaluation.tasks import Task
@@ -93,14 +92,24 @@ def _load_split(task: Task, dataset: str, revision: str | None):
     from datasets import load_dataset
 
     from speechprune.evaluation.loading import local_cache_dir
+    from speechprune.sources import hub_failure, local_or_hub
 
-    if Path(dataset).is_dir():
+    local = local_or_hub(dataset, "--dataset", "dataset folder")
+    if local is not None and not local.is_dir():
+        raise UsageError(
+            f"--dataset: {dataset} is a file; give a dataset folder (for SPIRAL: speechprune build-spiral)"
+        )
+    if local is not None:
         kwargs = {"cache_dir": str(local_cache_dir(dataset))}
     else:
         kwargs = {} if revision is None else {"revision": revision}
-    if task.config is None:
-        return load_dataset(dataset, split=task.split, **kwargs)
-    return load_dataset(dataset, task.config, split=task.split, **kwargs)
+    names = () if task.config is None else (task.config,)
+    try:
+        return load_dataset(dataset, *names, split=task.split, **kwargs)
+    except (OSError, ConnectionError) as error:  # offline, no such repo, no access
+        if local is not None:
+            raise
+        raise hub_failure("--dataset", dataset, error) from None
 
 
 def _check_columns(task: Task, dataset: str, names: list[str]) -> None:
