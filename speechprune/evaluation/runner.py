@@ -255,8 +255,10 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     _check_device_map(args.device_map)
     if not is_tiny(args.model):  # a mistyped folder is a missing folder, before anything slow happens
         local_or_hub(args.model, "--model", "model folder", names=("tiny",))
-    if args.dataset is not None:
-        local_or_hub(args.dataset, "--dataset", "dataset folder")
+    if args.dataset is not None:  # a mistyped folder is a missing folder, before anything slow happens
+        local_or_hub(
+            args.dataset, "--dataset", "SPIRAL folder" if task.name in ("spiral", "spiral_h") else "dataset folder"
+        )
     if args.flops_config is None:
         args.flops_config = "qwen2-audio-7b" if is_tiny(args.model) else "model"
     state = _process_state()
