@@ -141,13 +141,15 @@ def _summarize(group: list[dict], circular: bool) -> dict:
     if circular:
         for question, answers in by_question.items():
             rotations = sorted(answer.get("rotation") for answer in answers if answer.get("rotation") is not None)
-            # K rotations 0..K-1, one per choice: K is the count of distinct gold letters (the gold moves once
-            # through every letter), and it must be at least 2.
-            count = len({answer["gold"] for answer in answers})
-            if count < 2 or rotations != list(range(count)):
+            # K rotations 0..K-1, one per choice; the gold option moves once through every position, so their
+            # gold letters are the first K letters. K itself is in the records only as the loglik letters.
+            golds = {answer["gold"] for answer in answers}
+            counts = {len(answer["logprobs"]) for answer in answers if answer.get("logprobs")}
+            count = counts.pop() if len(counts) == 1 else len(rotations)
+            if len(rotations) < 2 or rotations != list(range(count)) or golds != set(ALL_LETTERS[:count]):
                 raise ValueError(
-                    f"circular: id {question!r} has rotations {rotations}, expected 0 to K-1 once each for its "
-                    f"K = {max(count, 2)} choices"
+                    f"circular: id {question!r} has rotations {rotations} with gold letters {sorted(golds)}, "
+                    f"expected rotations 0 to K-1 whose gold letters are the K letters (K = {count})"
                 )
 
     questions = sorted(by_question)
