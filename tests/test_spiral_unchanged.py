@@ -4,8 +4,8 @@ repository's history) and the current code make the same records and the same re
 Both runs use the same SPIRAL folder and arguments. Compared byte for byte: every ``samples.jsonl`` line without
 the timing fields (prefill time, memory, batch size), and ``results.json`` without the run's date, git commit,
 package versions and mean timings, and without the two keys tasks added (``config.task`` and ``rejected``).
-Record fields and result keys that other work added since (the run explorer's kept-token masks) are named in
-:data:`ADDED_SINCE` and left out; any other new field fails the test.
+Record fields and result keys that other work added since (kept-token masks, key recall, the run's limit) are
+named in the ``ADDED_SINCE`` constants and left out; any other new field fails the test.
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ RUNS = {
 }  # fmt: skip
 MEASURED = ("prefill_ms", "peak_memory_gb", "activation_memory_gb", "batch_size")
 NEW_KEYS, NEW_CONFIG_KEYS, RUN_KEYS = ("rejected",), ("task",), ("date", "git_hash", "versions")
-# Added to every record by issue 11's run explorer (evaluator.kept_mask, evaluator.token_seconds), not by tasks.
-ADDED_SINCE = ("kept_mask", "token_seconds")
+# Added since by other work, not by tasks: issue 11's kept-token masks and key recall (records and result rows),
+# and the run's --limit in the config block (issue 13's submit checks).
+ADDED_SINCE = ("kept_mask", "token_seconds", "key_recall")
+ADDED_SINCE_ROWS = ("key_recall", "key_recall_stderr", "key_recall_n")
+ADDED_SINCE_CONFIG = ("limit",)
 
 RUN_OLD = """
 import argparse, sys
@@ -73,11 +76,11 @@ def canonical_results(path: Path) -> str:
     document = json.loads(path.read_text())
     for key in RUN_KEYS + NEW_KEYS:
         document.pop(key, None)
-    for key in NEW_CONFIG_KEYS:
+    for key in NEW_CONFIG_KEYS + ADDED_SINCE_CONFIG:
         document["config"].pop(key, None)
     for rows in document["results"].values():
         for row in rows.values():
-            for field in MEASURED:
+            for field in MEASURED + ADDED_SINCE_ROWS:
                 row.pop(field, None)
     return json.dumps(document, indent=1, sort_keys=True)
 

@@ -83,6 +83,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="encode the audio inside every model call instead of once per batch (slower; results are the same, "
         "and each prefill time and CUDA memory peak then comes from one whole call)",
     )
+    add("--attention-layer", type=int, default=2, help="llm_attention: the decoder layer that ranks (0-based)")
+    add("--dart-pivots", type=int, default=8, help="dart: pivot tokens (the largest norms)")
     add("--map-samples", type=int, default=3, help="samples drawn in the pruning map (the first with key times)")
     add("--output", required=True, help="output folder (an existing run there is resumed)")
 
@@ -123,7 +125,35 @@ def run_config(
         "seed": args.seed,
         "flops_config": args.flops_config,
         "map_samples": args.map_samples,
+        **method_settings(args, variants),
     }
+
+
+def method_settings(args: argparse.Namespace, variants: list[Variant]) -> dict:
+    """The settings of SPEC section 8's methods that this run uses (``None`` for a method it does not run).
+
+    ``None`` rather than an absent key keeps run configs written before these settings resumable.
+    """
+    methods = {v.method for v in variants}
+    return {
+        "attention_layer": args.attention_layer if "llm_attention" in methods else None,
+        "dart_pivots": args.dart_pivots if "dart" in methods else None,
+    }
+
+
+def check_key_times(dataset, variants: list[Variant]) -> None:
+    """``oracle`` needs every sample's key times (SPEC section 8): refuse the run before any model call."""
+    if not any(v.method == "oracle" for v in variants):
+        return
+    if not {"key_start", "key_end"} <= set(dataset.column_names):
+        raise UsageError("--methods: oracle needs key_start/key_end, and this dataset has no such columns")
+    columns = dataset.select_columns(["id", "key_start", "key_end"])
+    missing = [row["id"] for row in columns if row["key_start"] is None or row["key_end"] is None]
+    if missing:
+        raise UsageError(
+            f"--methods: oracle needs key times, and {len(missing)} samples have none (e.g. {missing[:3]}); "
+            "drop oracle or evaluate a dataset with key_start/key_end"
+        )
 
 
 def expected_keys(ids: list[str], variants: list[Variant], circular: bool, num_choices: dict | None = None) -> set:
@@ -271,6 +301,7 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     ids = data.ids
     if not ids:
         raise UsageError(f"--dataset: no row of {data.dataset_id} passed the task's checks: {data.reject_counts()}")
+    check_key_times(dataset, variants)
     identity = data.identity()
     if len(identity["audio_source"]) > 1:
         raise ValueError(f"dataset: expected one audio_source, got {identity['audio_source']} (not comparable)")
@@ -305,6 +336,8 @@ def evaluate(args: argparse.Namespace) -> dict | None:
             dtype_bytes=dtype_bytes,
             map_ids=_map_sample_ids(dataset, args.map_samples),
             audio_cache=args.audio_cache,
+            attention_layer=args.attention_layer,
+            dart_pivots=args.dart_pivots,
         )
         total = sum(evaluator.pending(i) for i in shard)
         if previous and state.is_main_process and not any(evaluator.pending(i) for i in range(len(ids))):
@@ -353,7 +386,11 @@ def results_config(
         audio_source=identity["audio_source"][0] if identity["audio_source"] else None,
         scoring=args.scoring,
         circular=args.circular,
-        pruning={"methods": [v.method for v in variants], "rates": sorted({v.rate for v in variants} - {None})},
+        pruning={
+            "methods": [v.method for v in variants],
+            "rates": sorted({v.rate for v in variants} - {None}),
+            **{name: value for name, value in method_settings(args, variants).items() if value is not None},
+        },
         seeds={"pruning_seed": args.seed},
         num_processes=num_processes,
         query=args.query,
@@ -362,6 +399,7 @@ def results_config(
         max_new_tokens=args.max_new_tokens if args.scoring == "generate" else None,
         flops_config=args.flops_config,
         task=task.describe(),
+        limit=args.limit,  # a run on the first N samples only; `submit` refuses it unless --allow-partial
         measurements=outputs.measurements(
             device, architecture.get(args.flops_config, args.flops_config), args.batch_size, cuda, args.audio_cache
         ),

@@ -73,9 +73,10 @@ class TaskData:
         return [row["id"] for row in self.rows]
 
     def example(self, index: int) -> dict:
-        """Accepted row ``index`` with its ``audio`` (a decoder giving 16 kHz mono)."""
-        audio = self.accepted.select_columns([self.task.columns["audio"]])[index][self.task.columns["audio"]]
-        return dict(self.rows[index], audio=audio)
+        """Accepted row ``index``: the split's own columns (SPIRAL's key times, ...), the task's fields over them,
+        and ``audio`` (a decoder giving 16 kHz mono)."""
+        raw = self.accepted[index]
+        return {**raw, **self.rows[index], "audio": raw[self.task.columns["audio"]]}
 
     def reject_counts(self) -> dict[str, int]:
         """Rejected rows per reason, in :data:`REASONS` order (reasons with none left out)."""
