@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from speechprune.evaluation import runner
+from speechprune.evaluation.provenance import content_hash
 
 BEFORE = "3989a0f"
 REPO = Path(__file__).resolve().parents[1]
@@ -37,11 +38,14 @@ NEW_KEYS, NEW_CONFIG_KEYS, RUN_KEYS = ("rejected",), ("task",), ("date", "git_ha
 ADDED_SINCE = ("kept_mask", "token_seconds", "key_recall")
 ADDED_SINCE_ROWS = ("key_recall", "key_recall_stderr", "key_recall_n")
 ADDED_SINCE_CONFIG = ("limit",)
+# Changed since by other work: a local dataset's revision (its content hash) now leaves out the builder's
+# .spiral-build state folder; checked apart against provenance.content_hash.
 
 RUN_OLD = """
 import argparse, sys
 import speechprune
 from speechprune.evaluation import runner
+from speechprune.evaluation.provenance import content_hash
 assert speechprune.__file__.startswith(sys.argv[1]), speechprune.__file__
 runs = {runs!r}
 for name, extra in runs.items():
@@ -78,6 +82,7 @@ def canonical_results(path: Path) -> str:
         document.pop(key, None)
     for key in NEW_CONFIG_KEYS + ADDED_SINCE_CONFIG:
         document["config"].pop(key, None)
+    document["config"]["dataset"].pop("revision")
     for rows in document["results"].values():
         for row in rows.values():
             for field in MEASURED + ADDED_SINCE_ROWS:
@@ -112,3 +117,5 @@ def test_spiral_records_and_results_are_byte_identical_to_the_code_before_tasks(
             "file": "rejects.jsonl",
         }
         assert (new / "rejects.jsonl").read_text() == ""
+        revision = json.loads((new / "results.json").read_text())["config"]["dataset"]["revision"]
+        assert revision == content_hash(spiral_small)
