@@ -45,7 +45,6 @@ RUN_OLD = """
 import argparse, sys
 import speechprune
 from speechprune.evaluation import runner
-from speechprune.evaluation.provenance import content_hash
 assert speechprune.__file__.startswith(sys.argv[1]), speechprune.__file__
 runs = {runs!r}
 for name, extra in runs.items():
