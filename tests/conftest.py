@@ -51,3 +51,22 @@ def spiral_small(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("spiral_small")
     build_spiral(SAMPLE_ANNOTATIONS, out, limit=4, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_eval():
+    """``tiny_eval(dataset, output, *args)``: ``speechprune eval --model tiny`` in this process (``--config spiral``).
+
+    Returns ``runner.evaluate``'s dict (records and paths). Used by the explorer and key-recall tests.
+    """
+    import argparse
+
+    from speechprune.evaluation import runner
+
+    def run(dataset: Path, output: Path, *args: str) -> dict:
+        parser = argparse.ArgumentParser()
+        runner.configure(parser)
+        common = ["--model", "tiny", "--dataset", str(dataset), "--config", "spiral", "--output", str(output)]
+        return runner.evaluate(parser.parse_args([*common, *args]))
+
+    return run

@@ -9,7 +9,6 @@ bars and the key-sentence colours.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from speechprune.evaluation import explorer, runner
+from speechprune.evaluation import explorer
 from speechprune.evaluation.kept import decode_mask, encode_mask
 
 CHROMIUM_FLAGS = [
@@ -90,16 +89,11 @@ class Dom(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def run(spiral_small, tmp_path_factory):
+def run(spiral_small, tiny_eval, tmp_path_factory):
     """A real run folder and its records (3 samples, 6 variants)."""
     output = tmp_path_factory.mktemp("explorer_run")
-    parser = argparse.ArgumentParser()
-    runner.configure(parser)
-    args = parser.parse_args(
-        ["--model", "tiny", "--dataset", str(spiral_small), "--config", "spiral", "--output", str(output)]
-        + ["--methods", METHODS, "--rates", RATES, "--limit", "3", "--map-samples", "1"]
-    )
-    done = runner.evaluate(args)
+    args = ["--methods", METHODS, "--rates", RATES, "--limit", "3", "--map-samples", "1"]
+    done = tiny_eval(spiral_small, output, *args)
     return {"output": output, "records": done["records"]}
 
 
@@ -171,7 +165,7 @@ def test_page_is_offline_and_says_what_it_wrote(page):
     html = page["path"].read_text(encoding="utf-8")
     assert "http://" not in html and "https://" not in html  # nothing to fetch: no CDN, no font, no script src
     assert "<script src" not in html and "<link" not in html
-    assert "3 of 3 samples" in page["stdout"] and "3 audio files" in page["stdout"]
+    assert "3 of 3 samples" in page["stdout"] and "audio: 3 files" in page["stdout"]
     assert sorted(p.name for p in (page["path"].parent / "audio").iterdir()) == sorted(
         f"{i}.flac" for i in {"lecture_0", "meeting_0", "conversation_0"}
     )
@@ -246,3 +240,13 @@ def test_browser_screenshot_shows_kept_tokens_and_the_key_sentence(page, tmp_pat
     assert share((0x2F, 0x6F, 0xB0)) > 0.005  # kept-token bars of the timelines
     assert share((0xFD, 0xE7, 0xC2)) > 0.0005  # the highlighted key sentence in the transcript
     assert share((0xE3, 0xF3, 0xE7)) > 0.0005  # the gold choice
+
+
+def test_a_dataset_that_is_gone_is_a_usage_error(run, tmp_path, capsys):
+    from speechprune import cli
+
+    results = str(run["output"] / "results.json")
+    code = cli.main(["report", results, "--html", "--out", str(tmp_path), "--dataset", str(tmp_path / "gone")])
+    assert code == 2
+    assert "--dataset: cannot load" in capsys.readouterr().err
+    assert cli.main(["report", results, "--html", "--out", str(tmp_path), "--samples", "0"]) == 2

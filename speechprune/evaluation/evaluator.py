@@ -10,9 +10,9 @@ A record (one JSON line) holds the fields of :mod:`speechprune.evaluation.result
 ``audio_tokens_after``, ``text_tokens``, ``llm_tokens`` (what the language model prefilled),
 ``llm_flops``, ``activation_estimate_gb`` (analytic, from the token count), the measurements
 ``prefill_ms``, ``peak_memory_gb``, ``activation_memory_gb`` and ``batch_size``
-(:data:`MEASURED_FIELDS`), ``token_seconds`` (seconds per audio token), ``kept_mask`` (which audio
-tokens were kept, :mod:`speechprune.evaluation.kept`; spans concatenated in prompt order), and for
-the pruning-map samples ``kept_times`` (seconds).
+(:data:`MEASURED_FIELDS`), ``key_recall`` (:func:`record_key_recall`), ``token_seconds`` (seconds
+per audio token), ``kept_mask`` (which audio tokens were kept, :mod:`speechprune.evaluation.kept`;
+spans concatenated in prompt order), and for the pruning-map samples ``kept_times`` (seconds).
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ class Evaluator:
         cost_config: architecture for ``llm_flops`` and ``activation_estimate_gb``; dtype_bytes:
             its bytes per element for the estimate.
         map_ids: samples whose kept-token times go into their rotation-0 records.
+        attention_layer: ``llm_attention``'s decoder layer (0-based); dart_pivots: ``dart``'s pivot count.
         audio_cache: encode each batch's audio once and reuse it for every variant and rotation
             (:class:`EncoderCache`; results are identical). The encoder's time is then added to
             each prefill time; on CUDA the memory peaks of the reusing calls leave the encoder out.
@@ -143,6 +144,8 @@ class Evaluator:
         dtype_bytes: int = 2,
         map_ids: frozenset = frozenset(),
         audio_cache: bool = True,
+        attention_layer: int = 2,
+        dart_pivots: int = 8,
     ):
         self.model, self.processor, self.dataset = model, processor, dataset
         self.ids = list(dataset["id"])
@@ -152,6 +155,11 @@ class Evaluator:
         self.dtype_bytes = dtype_bytes
         self.map_ids = map_ids
         self.audio_cache = audio_cache
+        # SPEC section 8's own settings, sent only with their method so that every other call is unchanged.
+        self.method_settings = {
+            "llm_attention": {"attention_layer": attention_layer},
+            "dart": {"dart_pivots": dart_pivots},
+        }
         self.token_seconds = token_seconds(model)
         self.letter_ids = letter_token_ids(processor.tokenizer) if scoring == "loglik" else None
         self.warm = False
@@ -198,8 +206,10 @@ class Evaluator:
                 if audio is None:
                     audio = (inputs["input_features"], inputs["feature_attention_mask"])
                 inputs["input_features"], inputs["feature_attention_mask"] = audio
+                key_times = [sample_key_times(row) for row in rows]
                 for variant in todo:
-                    answers, meter = self._ask(inputs, variant, ids, [choices for choices, _ in asked], cache)
+                    choices = [choices for choices, _ in asked]
+                    answers, meter = self._ask(inputs, variant, ids, choices, cache, key_times)
                     for j, row in enumerate(rows):
                         key = (row["id"], variant.method, variant.rate, rotation)
                         if key in self.done:
@@ -207,6 +217,7 @@ class Evaluator:
                         record = self._record(row, config, variant, rotation, prompts[j], asked[j][1], answers[j])
                         mapped = row["id"] in self.map_ids and rotation == 0
                         record.update(self._costs(inputs, j, meter, mapped))
+                        record["key_recall"] = record_key_recall(meter.selection[j], row, self.token_seconds)
                         self.log.append(record)
                         self.done.add(key)
                         new.append(record)
@@ -214,14 +225,17 @@ class Evaluator:
                             progress.update(1)
         return new
 
-    def _ask(self, inputs, variant: Variant, ids: list[str], choices: list[list[str]], cache: EncoderCache | None):
+    def _ask(self, inputs, variant: Variant, ids: list[str], choices: list[list[str]], cache, key_times: list):
         """One model call for the whole batch: ``(answers, meter)``."""
         pruning = {
             "pruning_method": variant.method,
             "pruning_rate": 0.0 if variant.rate is None else variant.rate,
             "pruning_seed": self.seed,
             "sample_ids": ids,
+            **self.method_settings.get(variant.method, {}),
         }
+        if variant.method == "oracle":
+            pruning["key_times"] = key_times
         with torch.no_grad():
             if not self.warm:
                 # A process's first call pays one-off costs (allocator growth, kernel selection, lazy
@@ -302,6 +316,33 @@ def token_seconds(model) -> float:
     return float(getattr(model, "seconds_per_token", SECONDS_PER_TOKEN))
 
 
+def sample_key_times(row: dict) -> tuple[float, float] | None:
+    """``(key_start, key_end)`` of a dataset row, or ``None`` where the task has no key times."""
+    start, end = row.get("key_start"), row.get("key_end")
+    return None if start is None or end is None else (float(start), float(end))
+
+
+def record_key_recall(selection, row: dict, seconds_per_token: float) -> float | None:
+    """SPEC section 8's key recall of one sample's selection: ``None`` without key times.
+
+    ``selection`` is the sample's ``last_selection`` entry; the key times are the row's ``key_start`` /
+    ``key_end`` (seconds into its one recording). A task whose rows carry no key times gives ``None``.
+
+    Raises:
+        ValueError: key times on a sample whose prompt holds several recordings (they name no recording).
+    """
+    from speechprune.modeling.pruning import key_recall
+
+    if sample_key_times(row) is None:
+        return None
+    start, end = sample_key_times(row)
+    spans = selection if isinstance(selection, list) else [selection]
+    if len(spans) != 1:
+        raise ValueError(f"key times of sample {row.get('id')!r} need one recording in the prompt, got {len(spans)}")
+    span = spans[0]
+    return key_recall(span["kept"], int(span["num_audio_tokens"]), start, end, seconds_per_token)
+
+
 def kept_mask(spans: list[dict]) -> str:
     """The ``kept_mask`` of one sample's ``last_selection`` spans, as one recording of all their tokens."""
     kept, offset = [], 0
@@ -313,6 +354,8 @@ def kept_mask(spans: list[dict]) -> str:
 
 __all__ = [
     "kept_mask",
+    "sample_key_times",
+    "record_key_recall",
     "token_seconds",
     "Variant",
     "parse_variants",

@@ -272,7 +272,7 @@ def summary_line(written: dict, order: str) -> str:
     ordering = "failures first" if order == "failures" else "dataset order"
     return (
         f"explorer: {written['page']} ({written['shown']} of {written['total']} samples, {ordering}; "
-        f"{len(written['audio'])} audio files, {megabytes:.1f} MB, in {written['page'].parent / 'audio'})"
+        f"audio: {len(written['audio'])} files, {megabytes:.1f} MB, in {written['page'].parent / 'audio'})"
     )
 
 

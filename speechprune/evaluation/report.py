@@ -4,6 +4,8 @@
   SPIRAL-H accuracy +- standard error, and each config's majority-letter baseline.
 - :func:`plot_accuracy` (accuracy vs pruning rate per method) and :func:`plot_cost` (LLM TFLOPs and
   prefill time vs rate).
+- :func:`plot_key_recall` (key recall vs rate) and :func:`plot_accuracy_vs_key_recall` (a point per method
+  and rate): how much of the key sentence each method kept, and what that buys.
 - :func:`plot_pruning_map`: which audio tokens a method kept, on the time axis, with the key sentence shaded.
 
 Plots use matplotlib's object API with the Agg canvas, so nothing here opens a window or changes the
@@ -196,6 +198,93 @@ def plot_cost(results: dict, path: str | os.PathLike, config: str | None = None)
     return _save(fig, path)
 
 
+NO_KEY_TIMES = "no key times in this task: key recall is undefined (null in every record)"
+
+
+def _recall_points(rows: dict[str, dict]) -> list[tuple[str, float | None, dict]]:
+    """``(method, rate, row)`` of the rows that carry a mean key recall, in table order."""
+    points = []
+    for key in sorted(rows, key=key_order):
+        if rows[key].get("key_recall") is not None:
+            points.append((*parse_result_key(key), rows[key]))
+    return points
+
+
+def _no_key_times(ax) -> None:
+    ax.text(0.5, 0.5, NO_KEY_TIMES, ha="center", va="center", wrap=True, fontsize="small", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_accuracy_vs_key_recall(results: dict, path: str | os.PathLike) -> Path:
+    """Save :func:`accuracy_vs_key_recall_figure` to ``path``."""
+    return _save(accuracy_vs_key_recall_figure(results), path)
+
+
+def accuracy_vs_key_recall_figure(results: dict) -> Figure:
+    """Accuracy (%) against mean key recall (%), one point per method and rate (+- stderr on both axes).
+
+    A point near the diagonal answers about as often as it keeps the key sentence; a point far above it
+    answers from something else (other cues, or the letter bias). A config without key times gets a panel
+    that says so.
+    """
+    configs = _configs(results)
+    fig = Figure(figsize=(5.2 * len(configs), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(configs), squeeze=False)[0]
+    for ax, config in zip(axes, configs, strict=True):
+        ax.set_title(CONFIG_TITLES.get(config, config))
+        points = _recall_points(results["results"][config])
+        if not points:
+            _no_key_times(ax)
+            continue
+        labelled = set()
+        for method, rate, row in points:
+            ax.errorbar(
+                100 * row["key_recall"],
+                100 * row["accuracy"],
+                xerr=100 * (row.get("key_recall_stderr") or 0.0),
+                yerr=100 * (row.get("accuracy_stderr") or 0.0),
+                marker="o",
+                capsize=2,
+                color=_color(method),
+                label=None if method in labelled else method,
+            )
+            labelled.add(method)
+            where = (100 * row["key_recall"], 100 * row["accuracy"])
+            label = "" if rate is None else f"{rate:g}"
+            ax.annotate(label, where, textcoords="offset points", xytext=(4, 4), fontsize="x-small")
+        ax.set(xlabel="key recall (%)", ylabel="accuracy (%)", xlim=(-3, 103), ylim=(0, 100))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def plot_key_recall(results: dict, path: str | os.PathLike) -> Path:
+    """Save :func:`key_recall_figure` to ``path``."""
+    return _save(key_recall_figure(results), path)
+
+
+def key_recall_figure(results: dict) -> Figure:
+    """Mean key recall (%) vs pruning rate, one line per method (+- stderr); ``full`` and ``original`` dashed.
+
+    A config without key times gets a panel that says so.
+    """
+    configs = _configs(results)
+    fig = Figure(figsize=(5.2 * len(configs), 4.0), layout="constrained")
+    axes = fig.subplots(1, len(configs), squeeze=False)[0]
+    for ax, config in zip(axes, configs, strict=True):
+        ax.set_title(CONFIG_TITLES.get(config, config))
+        rows = results["results"][config]
+        if not _recall_points(rows):
+            _no_key_times(ax)
+            continue
+        _draw(ax, rows, "key_recall", scale=100.0)
+        ax.set(xlabel="pruning rate", ylabel="key recall (%)", ylim=(0, 103))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="lower left")
+    return fig
+
+
 def plot_pruning_map(path: str | os.PathLike, samples: Sequence[dict], title: str = "Kept audio tokens") -> Path:
     """Draw which audio tokens were kept, one row per sample, on a time axis in seconds.
 
@@ -251,10 +340,12 @@ def plot_pruning_map(path: str | os.PathLike, samples: Sequence[dict], title: st
 
 
 def render_report(results: dict, out: str | os.PathLike, footnotes: Sequence[str] = ()) -> dict[str, Path]:
-    """Write ``table.md`` (``footnotes`` as a list under the table), ``accuracy.png`` and ``cost.png`` into ``out``.
+    """Write ``table.md`` (``footnotes`` as a list under the table) and the plots into ``out``.
+
+    Plots: ``accuracy.png``, ``cost.png``, ``key_recall.png`` and ``accuracy_vs_key_recall.png``.
 
     Returns:
-        ``{"table": Path, "accuracy": Path, "cost": Path}``.
+        ``{"table", "accuracy", "cost", "key_recall", "accuracy_vs_key_recall"}``, each a Path.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -267,6 +358,8 @@ def render_report(results: dict, out: str | os.PathLike, footnotes: Sequence[str
         "table": table,
         "accuracy": plot_accuracy(results, out / "accuracy.png"),
         "cost": plot_cost(results, out / "cost.png"),
+        "key_recall": plot_key_recall(results, out / "key_recall.png"),
+        "accuracy_vs_key_recall": plot_accuracy_vs_key_recall(results, out / "accuracy_vs_key_recall.png"),
     }
 
 
@@ -328,4 +421,16 @@ def _cli(argv: Iterable[str] | None = None) -> int:
 if __name__ == "__main__":
     raise SystemExit(_cli())
 
-__all__ = ["plot_accuracy", "plot_cost", "plot_pruning_map", "render_report", "results_table", "write_report"]
+__all__ = [
+    "plot_accuracy",
+    "plot_accuracy_vs_key_recall",
+    "plot_key_recall",
+    "accuracy_vs_key_recall_figure",
+    "key_recall_figure",
+    "NO_KEY_TIMES",
+    "plot_cost",
+    "plot_pruning_map",
+    "render_report",
+    "results_table",
+    "write_report",
+]

@@ -38,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -127,6 +128,24 @@ def _mean(values: list) -> float | None:
     return sum(values) / len(values)
 
 
+def key_recall_summary(group: list[dict]) -> dict:
+    """Mean ``key_recall`` of the records that have one, its standard error and their count.
+
+    The standard error is the sample standard deviation over sqrt(n) (``None`` for n < 2); all three
+    are ``None`` / 0 when no record has a key recall (a task without key times).
+
+    >>> key_recall_summary([{"key_recall": 1.0}, {"key_recall": 0.5}, {"key_recall": None}])
+    {'key_recall': 0.75, 'key_recall_stderr': 0.25, 'key_recall_n': 2}
+    """
+    values = [float(r["key_recall"]) for r in group if r.get("key_recall") is not None]
+    n = len(values)
+    mean = sum(values) / n if n else None
+    stderr = None
+    if n >= 2:
+        stderr = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+    return {"key_recall": mean, "key_recall_stderr": stderr, "key_recall_n": n}
+
+
 def _summarize(group: list[dict], circular: bool) -> dict:
     """Metrics of one (config, method, rate) group; see :func:`aggregate`."""
     by_question: dict[str, list[dict]] = defaultdict(list)
@@ -163,6 +182,7 @@ def _summarize(group: list[dict], circular: bool) -> dict:
     categories = [by_question[q][0].get("category") for q in questions]
     if all(category is not None for category in categories):
         row["per_category"] = per_category_accuracy([correct[q] for q in questions], categories)
+    row.update(key_recall_summary(group))
     for field, name in COST_FIELDS.items():
         value = _mean([record.get(field) for record in group])
         row[name] = value / 1e12 if (value is not None and field == "llm_flops") else value
@@ -185,7 +205,8 @@ def aggregate(records: Iterable[dict], circular: bool | None = None) -> dict[str
         which is 0 under circular scoring), ``per_category`` when every record names its category, and the
         means over records of ``prefill_ms``, ``llm_tflops`` (``llm_flops`` / 1e12), ``peak_memory_gb``,
         ``activation_memory_gb``, ``audio_tokens_before`` and ``audio_tokens_after`` (``None`` when any record
-        of the group lacks that field).
+        of the group lacks that field), and ``key_recall`` / ``key_recall_stderr`` / ``key_recall_n``
+        (:func:`key_recall_summary`).
 
     Raises:
         ValueError: no records, a missing field, a ``correct`` that disagrees with ``parsed``/``gold``,
@@ -374,6 +395,7 @@ __all__ = [
     "aggregate",
     "build_results",
     "key_order",
+    "key_recall_summary",
     "make_config",
     "parse_result_key",
     "read_results",

@@ -78,6 +78,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="encode the audio inside every model call instead of once per batch (slower; results are the same, "
         "and each prefill time and CUDA memory peak then comes from one whole call)",
     )
+    add("--attention-layer", type=int, default=2, help="llm_attention: the decoder layer that ranks (0-based)")
+    add("--dart-pivots", type=int, default=8, help="dart: pivot tokens (the largest norms)")
     add("--map-samples", type=int, default=3, help="samples drawn in the pruning map (the first with key times)")
     add("--output", required=True, help="output folder (an existing run there is resumed)")
 
@@ -105,7 +107,35 @@ def run_config(args: argparse.Namespace, variants: list[Variant], model_revision
         "seed": args.seed,
         "flops_config": args.flops_config,
         "map_samples": args.map_samples,
+        **method_settings(args, variants),
     }
+
+
+def method_settings(args: argparse.Namespace, variants: list[Variant]) -> dict:
+    """The settings of SPEC section 8's methods that this run uses (``None`` for a method it does not run).
+
+    ``None`` rather than an absent key keeps run configs written before these settings resumable.
+    """
+    methods = {v.method for v in variants}
+    return {
+        "attention_layer": args.attention_layer if "llm_attention" in methods else None,
+        "dart_pivots": args.dart_pivots if "dart" in methods else None,
+    }
+
+
+def check_key_times(dataset, variants: list[Variant]) -> None:
+    """``oracle`` needs every sample's key times (SPEC section 8): refuse the run before any model call."""
+    if not any(v.method == "oracle" for v in variants):
+        return
+    if not {"key_start", "key_end"} <= set(dataset.column_names):
+        raise UsageError("--methods: oracle needs key_start/key_end, and this dataset has no such columns")
+    columns = dataset.select_columns(["id", "key_start", "key_end"])
+    missing = [row["id"] for row in columns if row["key_start"] is None or row["key_end"] is None]
+    if missing:
+        raise UsageError(
+            f"--methods: oracle needs key times, and {len(missing)} samples have none (e.g. {missing[:3]}); "
+            "drop oracle or evaluate a dataset with key_start/key_end"
+        )
 
 
 def expected_keys(ids: list[str], variants: list[Variant], circular: bool) -> set:
@@ -243,6 +273,7 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     ids = list(dataset["id"])
     if len(set(ids)) != len(ids):
         raise ValueError(f"dataset: {args.dataset} has repeated ids")
+    check_key_times(dataset, variants)
     identity = dataset_identity(dataset)
     if len(identity["audio_source"]) != 1:
         raise ValueError(f"dataset: expected one audio_source, got {identity['audio_source']} (not comparable)")
@@ -277,6 +308,8 @@ def evaluate(args: argparse.Namespace) -> dict | None:
             dtype_bytes=dtype_bytes,
             map_ids=_map_sample_ids(dataset, args.map_samples),
             audio_cache=args.audio_cache,
+            attention_layer=args.attention_layer,
+            dart_pivots=args.dart_pivots,
         )
         total = sum(evaluator.pending(i) for i in shard)
         if previous and state.is_main_process and not any(evaluator.pending(i) for i in range(len(ids))):
@@ -321,7 +354,11 @@ def results_config(args, variants: list[Variant], model, revision: str, identity
         audio_source=identity["audio_source"][0],
         scoring=args.scoring,
         circular=args.circular,
-        pruning={"methods": [v.method for v in variants], "rates": sorted({v.rate for v in variants} - {None})},
+        pruning={
+            "methods": [v.method for v in variants],
+            "rates": sorted({v.rate for v in variants} - {None}),
+            **{name: value for name, value in method_settings(args, variants).items() if value is not None},
+        },
         seeds={"pruning_seed": args.seed},
         num_processes=num_processes,
         query=args.query,

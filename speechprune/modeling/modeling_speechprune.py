@@ -439,6 +439,8 @@ class Qwen2AudioSpeechPruneForConditionalGeneration(Qwen2AudioForConditionalGene
     def _resolve_settings(self, overrides: dict) -> dict:
         """The config's settings overridden by ``overrides`` (by name; ``None`` keeps the default), validated."""
         settings = resolve_settings(self.config.pruning_settings(), overrides)
+        if settings["positions"] != "compact":  # never silently compact when original positions were asked for
+            raise ValueError(f"positions: {settings['positions']!r} is not available in this model class yet")
         window, seconds = self._tokens_per_window(), SECONDS_PER_TOKEN
         return with_family_defaults(settings, window_tokens=window, seconds_per_token=seconds)
 
