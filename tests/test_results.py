@@ -397,15 +397,14 @@ def test_plot_pruning_map(tmp_path):
 
 
 def test_docs_examples_run(tmp_path, monkeypatch, capsys):
-    """docs/evaluation.md promises runnable examples: run its python blocks in order."""
+    """docs/evaluation.md promises runnable examples: its python blocks (each self-contained) run, in order."""
     text = (Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert len(blocks) >= 5
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the example's mkdtemp lands in tmp_path
-    namespace: dict = {}
     for block in blocks:
-        exec(compile(block, "docs/evaluation.md", "exec"), namespace)
+        exec(compile(block, "docs/evaluation.md", "exec"), {})
     out = capsys.readouterr().out
     assert "0.75 0.25 1" in out and "| speechprune | 0.2 |" in out
     # the publishing path is a bash block (build, export, eval, submit): test_submit runs the same flow

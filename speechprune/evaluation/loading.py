@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import torch
@@ -98,6 +99,13 @@ def load_model(
         if not hub:
             raise
         raise hub_failure("--model", model, error) from None
+    if not trust_remote_code and getattr(net.config, "auto_map", None):
+        # Never transformers' interactive "run the custom code? [y/N]": say which code runs, in one line.
+        print(
+            f"speechprune: {model} ships its own model code; loading it with the installed speechprune classes "
+            "(pass --trust-remote-code to run the repo's code instead)",
+            file=sys.stderr,
+        )
     from speechprune.evaluation.provenance import model_revision
 
     return net.eval(), processor, model_revision(model, revision)
@@ -117,7 +125,9 @@ def _load_checkpoint(model: str, revision, dtype: str, device_map, trust_remote_
         from speechprune.modeling.processing_speechprune import SpeechPruneProcessor
 
         net = Qwen2AudioSpeechPruneForConditionalGeneration.from_pretrained(model, **kwargs)
-        processor = SpeechPruneProcessor.from_pretrained(model, revision=revision)
+        # trust_remote_code=False spelled out: left unset, transformers asks "[y/N]" on the terminal for a
+        # folder whose processor config names its own classes (what export-model writes).
+        processor = SpeechPruneProcessor.from_pretrained(model, revision=revision, trust_remote_code=False)
     return net, processor
 
 
