@@ -121,3 +121,14 @@ def test_oracle_recall_is_one_wherever_the_key_sentence_fits(run):
             assert set(kept) <= key and kept == list(range(kept[0], kept[0] + k))
             assert record["key_recall"] == pytest.approx(k / len(key), abs=1e-12)
     assert fits and cut  # both cases were exercised
+
+
+def test_an_attention_layer_the_model_lacks_is_a_usage_error(spiral_small, tmp_path, capsys):
+    from speechprune import cli
+
+    common = ["eval", "--model", "tiny", "--dataset", str(spiral_small), "--config", "spiral", "--limit", "1"]
+    code = cli.main([*common, "--methods", "llm_attention", "--rates", "0.5", "--attention-layer", "2"]
+                    + ["--output", str(tmp_path / "run")])  # fmt: skip
+    assert code == 2
+    assert "--attention-layer: got 2; pass 0 to 1 (the model has 2 decoder layers)" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "samples.jsonl").exists()
