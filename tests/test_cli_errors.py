@@ -81,7 +81,7 @@ def test_export_model_mistakes(capsys, tmp_path):
     one_line_error(
         capsys,
         ["export-model", "--base", str(tmp_path / "no-such-folder"), "--out", str(out)],
-        "--base: no Qwen2-Audio folder",
+        "--base: no model folder",
     )
     a_file = tmp_path / "file.txt"
     a_file.write_text("mine")
