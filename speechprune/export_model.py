@@ -21,10 +21,13 @@ import argparse
 from pathlib import Path
 
 import torch
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import ModelCard
 
 from speechprune.cli import RATE_MEANING
 from speechprune.errors import UsageError
+from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import CITATION
+from speechprune.hub_cards import is_hub_id
+from speechprune.hub_cards.model_card import model_card_data
 from speechprune.modeling.configuration_speechprune import (
     FALLBACK_RULE_TOKENS,
     QUERY_MODES,
@@ -57,6 +60,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pruning-seed", type=int, default=0)
     parser.add_argument("--positions", default="compact", choices=POSITION_MODES)
     parser.add_argument("--repo-id", default=None, help="Hub id shown in the card's usage (default: the folder name)")
+    parser.add_argument(
+        "--base-model",
+        default=None,
+        help="Hub id of --base for the card's base_model (default: --base when it is a Hub id, else what the "
+        "folder's config or card names)",
+    )
+    parser.add_argument(
+        "--dataset-id", default=None, help="Hub id of the SPIRAL build the model is evaluated on (card's datasets:)"
+    )
     parser.add_argument(
         "--card-revision", default=None, help="commit to pin in the card's usage (default: a placeholder to replace)"
     )
@@ -154,17 +166,27 @@ def special_token_ids(tokenizer) -> dict:
     return ids
 
 
-def render_card(model, base: str, settings: dict, repo_id: str, revision: str | None, tiny: bool) -> ModelCard:
-    """The model card: YAML metadata via ``ModelCardData`` and the template's text."""
-    base_model = None if tiny or Path(base).exists() else base
-    card_data = ModelCardData(
-        license="apache-2.0",
-        library_name="transformers",
-        pipeline_tag="audio-text-to-text",
-        base_model=base_model,
-        tags=["speechprune", "token-pruning", "qwen2-audio", "long-audio", "custom_code"],
-    )
-    base_line = f"[{base}](https://huggingface.co/{base})" if base_model else "A Qwen2-Audio model"
+def check_card_flags(base_model: str | None, dataset_id: str | None) -> None:
+    """``--base-model`` and ``--dataset-id`` name Hub repos (checked before anything is loaded or written)."""
+    for flag, value in (("--base-model", base_model), ("--dataset-id", dataset_id)):
+        if value is not None and not is_hub_id(value, namespaced=flag == "--dataset-id"):
+            raise UsageError(f"{flag}: {value!r} is not a Hub repo id; pass it as owner/name")
+
+
+def render_card(
+    model,
+    base: str,
+    settings: dict,
+    repo_id: str,
+    revision: str | None,
+    tiny: bool,
+    base_model: str | None = None,
+    dataset_id: str | None = None,
+) -> ModelCard:
+    """The model card: YAML metadata from :func:`speechprune.hub_cards.model_card.model_card_data`, template text."""
+    card_data = model_card_data(base, repo_id=repo_id, base_model=base_model, dataset_id=dataset_id)
+    named = card_data.base_model if isinstance(card_data.base_model, str) else None
+    base_line = f"[{named}](https://huggingface.co/{named})" if named else "A Qwen2-Audio model"
     return ModelCard.from_template(
         card_data,
         template_path=str(CARD_TEMPLATE),
@@ -174,6 +196,7 @@ def render_card(model, base: str, settings: dict, repo_id: str, revision: str | 
         revision=revision or "<commit-sha>",
         max_positions=model.config.text_config.max_position_embeddings,
         tiny=tiny,
+        citation=CITATION,
         **settings,
     )
 
@@ -186,6 +209,7 @@ def export_model(args) -> Path:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise UsageError(f"--out: {out} is not empty; give an empty or new folder, or pass --overwrite")
     pruning_settings(args)  # refuse bad settings before loading anything
+    check_card_flags(getattr(args, "base_model", None), getattr(args, "dataset_id", None))
     hub = args.base != "tiny" and local_or_hub(args.base, "--base", "model folder", names=("tiny",)) is None
     try:
         settings = pruning_settings(args, base_model_type(args.base, args.revision))
@@ -199,7 +223,16 @@ def export_model(args) -> Path:
     if processor is not None:
         processor.save_pretrained(out)  # tokenizer, feature extractor, chat template, processing code
     repo_id = args.repo_id or out.resolve().name
-    card = render_card(model, args.base, settings, repo_id, args.card_revision, tiny=args.base == "tiny")
+    card = render_card(
+        model,
+        args.base,
+        settings,
+        repo_id,
+        args.card_revision,
+        tiny=args.base == "tiny",
+        base_model=getattr(args, "base_model", None),
+        dataset_id=getattr(args, "dataset_id", None),
+    )
     card.save(out / "README.md")
     return out
 

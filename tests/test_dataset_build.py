@@ -10,7 +10,7 @@ import pyloudnorm
 import pytest
 import yaml
 from datasets import Audio, load_dataset
-from huggingface_hub import DatasetCard
+from huggingface_hub import CommitInfo, DatasetCard
 from scipy.signal import resample_poly
 
 from speechprune import cli
@@ -225,10 +225,12 @@ def test_push_to_hub_needs_the_publishing_flag(built, tmp_path, monkeypatch, cap
 
         def upload_folder(self, **kwargs):
             calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+            url = f"https://huggingface.co/datasets/me/spiral/commit/{'b' * 40}"
+            return CommitInfo(commit_url=url, commit_message="m", commit_description="", oid="b" * 40)
 
     monkeypatch.setattr("huggingface_hub.HfApi", FakeApi)
     url = build_module.push_to_hub(built["out"], "me/spiral")
-    assert url.endswith("datasets/me/spiral")
+    assert url == f"https://huggingface.co/datasets/me/spiral at commit {'b' * 40}"  # for submit --dataset-revision
     assert calls[0][2]["repo_type"] == "dataset" and calls[1][2]["ignore_patterns"] == [".spiral-build/**"]
 
 

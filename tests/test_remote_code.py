@@ -249,5 +249,6 @@ def test_every_family_reloads_as_its_pruning_class_from_the_copied_code(family_c
         assert got["settings"] == ["speechprune", 0.5, adapter.tokens_per_window]
         out, generated = expected[family]
         assert got["kept"] == [s["kept"].tolist() for s in out.selection]
-        assert torch.equal(torch.tensor(got["logits"]), out.logits)  # same code, same weights: bit for bit
+        # Same code and weights; another process may pick other CPU kernels (the MoE experts' do), so 1e-5.
+        torch.testing.assert_close(torch.tensor(got["logits"]), out.logits, rtol=0, atol=1e-5)
         assert got["generated"] == generated.tolist()

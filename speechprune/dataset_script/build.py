@@ -509,19 +509,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def push_to_hub(out: str | Path, repo_id: str, private: bool = False) -> str:
-    """Upload a built folder (without its build state) to the Hub dataset repo ``repo_id``; returns its URL."""
+    """Upload a built folder (without its build state) to the Hub dataset repo ``repo_id``; returns URL and commit."""
     from huggingface_hub import HfApi
 
     api = HfApi()
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_folder(
+    commit = api.upload_folder(
         folder_path=str(out),
         repo_id=repo_id,
         repo_type="dataset",
         ignore_patterns=[f"{STATE_DIR}/**"],
         commit_message="SPIRAL built with speechprune build-spiral",
     )
-    return f"https://huggingface.co/datasets/{repo_id}"
+    # the commit is what `speechprune submit --dataset-revision` needs for runs on this folder
+    return f"https://huggingface.co/datasets/{repo_id} at commit {commit.oid}"
 
 
 def main(args: argparse.Namespace) -> int:

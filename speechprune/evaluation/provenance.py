@@ -28,8 +28,12 @@ from importlib import metadata
 from pathlib import Path
 
 # Names skipped at any depth by content_hash: the card and eval results change when results are published,
-# and the git/cache folders are not content.
-HASH_EXCLUDE = frozenset({".git", ".gitattributes", ".eval_results", ".cache", "__pycache__", "README.md"})
+# and the git/cache folders are not content. ".spiral-build" is build-spiral's resume state
+# (dataset_script.build.STATE_DIR), never uploaded: without it a built folder hashes as its Hub copy does, so a
+# claimed dataset commit can be checked against the folder.
+HASH_EXCLUDE = frozenset(
+    {".git", ".gitattributes", ".eval_results", ".cache", "__pycache__", "README.md", ".spiral-build"}
+)
 PACKAGES = ("speechprune", "torch", "transformers", "datasets", "evaluate", "accelerate", "huggingface_hub")
 _PINNED = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 

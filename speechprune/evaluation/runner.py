@@ -378,6 +378,7 @@ def results_config(args, variants: list[Variant], model, revision: str, identity
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens if args.scoring == "generate" else None,
         flops_config=args.flops_config,
+        limit=args.limit,  # a run on the first N samples only; `submit` refuses it unless --allow-partial
         measurements=outputs.measurements(
             device, architecture.get(args.flops_config, args.flops_config), args.batch_size, cuda, args.audio_cache
         ),
