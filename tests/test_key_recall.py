@@ -15,7 +15,7 @@ from speechprune.evaluation.evaluator import record_key_recall
 from speechprune.evaluation.kept import decode_mask
 from speechprune.evaluation.loading import local_cache_dir
 
-METHODS = "full,original,random,crop,phase1,phase2,speechprune,uniform,dart"
+METHODS = "full,original,random,crop,phase1,phase2,speechprune,uniform,dart,llm_attention,oracle"
 RATES = "0.4,0.9"  # k2 = 450 holds these key sentences whole, k2 = 75 does not
 pytestmark = pytest.mark.slow  # one tiny-model run on 2 dialogues, every method
 
@@ -29,7 +29,8 @@ def naive_key_set(num_tokens: int, start: float, end: float, t: Fraction = Fract
 @pytest.fixture(scope="module")
 def run(spiral_small, tiny_eval, tmp_path_factory):
     output = tmp_path_factory.mktemp("key_recall_run")
-    args = ["--methods", METHODS, "--rates", RATES, "--limit", "2", "--map-samples", "0"]
+    # The tiny model has two decoder layers: llm_attention ranks by the second.
+    args = ["--methods", METHODS, "--rates", RATES, "--limit", "2", "--map-samples", "0", "--attention-layer", "1"]
     done = tiny_eval(spiral_small, output, *args)
     ds = load_dataset(str(spiral_small), "spiral", split="test", cache_dir=str(local_cache_dir(spiral_small)))
     rows = {row["id"]: row for row in ds.select_columns(["id", "key_start", "key_end"])}
@@ -101,3 +102,33 @@ def test_every_method_runs_with_the_final_count(run):
         if record["method"] == "uniform":  # SPEC 8: index i of k2 is floor((i + 0.5) N / k2)
             assert decode_mask(record["kept_mask"], n) == [math.floor((i + 0.5) * n / k) for i in range(k)]
     assert counts == {m: 2 if m in ("full", "original") else 4 for m in METHODS.split(",")}
+
+
+def test_oracle_recall_is_one_wherever_the_key_sentence_fits(run):
+    fits = cut = 0
+    for record in run["records"]:
+        if record["method"] != "oracle":
+            continue
+        row = run["rows"][record["id"]]
+        n, k = record["audio_tokens_before"], record["audio_tokens_after"]
+        key = naive_key_set(n, row["key_start"], row["key_end"])
+        kept = decode_mask(record["kept_mask"], n)
+        if len(key) <= k:
+            fits += 1
+            assert record["key_recall"] == 1.0 and key <= set(kept)
+        else:  # a run of k2 key tokens: recall k2 / |K|
+            cut += 1
+            assert set(kept) <= key and kept == list(range(kept[0], kept[0] + k))
+            assert record["key_recall"] == pytest.approx(k / len(key), abs=1e-12)
+    assert fits and cut  # both cases were exercised
+
+
+def test_an_attention_layer_the_model_lacks_is_a_usage_error(spiral_small, tmp_path, capsys):
+    from speechprune import cli
+
+    common = ["eval", "--model", "tiny", "--dataset", str(spiral_small), "--config", "spiral", "--limit", "1"]
+    code = cli.main([*common, "--methods", "llm_attention", "--rates", "0.5", "--attention-layer", "2"]
+                    + ["--output", str(tmp_path / "run")])  # fmt: skip
+    assert code == 2
+    assert "--attention-layer: got 2; pass 0 to 1 (the model has 2 decoder layers)" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "samples.jsonl").exists()

@@ -156,6 +156,17 @@ def check_key_times(dataset, variants: list[Variant]) -> None:
         )
 
 
+def check_attention_layer(model, variants: list[Variant], layer: int) -> None:
+    """``--attention-layer`` must name one of the model's decoder layers: refuse the run before any model call."""
+    if not any(v.method == "llm_attention" for v in variants):
+        return
+    adapter = getattr(model, "adapter", None)
+    count = None if adapter is None else len(adapter.decoder_layers(model))
+    if layer < 0 or (count is not None and layer >= count):
+        allowed = "a layer index >= 0" if count is None else f"0 to {count - 1} (the model has {count} decoder layers)"
+        raise UsageError(f"--attention-layer: got {layer}; pass {allowed}")
+
+
 def expected_keys(ids: list[str], variants: list[Variant], circular: bool, num_choices: dict | None = None) -> set:
     """Every ``(id, method, rate, rotation)`` a complete run holds (``num_choices``: K per id, default 4)."""
     from speechprune.evaluation.evaluator import rotations, unit_keys
@@ -310,6 +321,7 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     )
     if args.device_map is None or (is_tiny(args.model) and args.device_map != "auto"):
         model.to(state.device if args.device_map is None else args.device_map)  # the tiny model has no device map
+    check_attention_layer(model, variants, args.attention_layer)
     config = run_config(args, variants, revision, identity, task)
 
     previous = _open_output(state, output, config)
