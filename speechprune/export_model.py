@@ -1,4 +1,4 @@
-"""``speechprune export-model``: write a Hub-ready SpeechPrune model repo from a Qwen2-Audio checkpoint.
+"""``speechprune export-model``: write a Hub-ready SpeechPrune model repo from a checkpoint of any supported family.
 
 The folder holds everything ``from_pretrained(..., trust_remote_code=True)`` needs: ``config.json``
 with the pruning defaults and an ``auto_map``, the code files of ``speechprune/modeling/`` (they import
@@ -28,25 +28,31 @@ from speechprune.modeling.configuration_speechprune import (
     QUERY_MODES,
     QWEN2_AUDIO_SPECIAL_TOKEN_IDS,
 )
+from speechprune.modeling.families import adapter_for
+from speechprune.modeling.modeling_speechprune import POSITION_MODES, validate_settings
 from speechprune.modeling.pruning import METHODS
-from speechprune.modeling.pruning_settings import check_settings
 
 CARD_TEMPLATE = Path(__file__).resolve().parent / "hub_cards" / "speechprune_model_card.md"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--base", required=True, help="Qwen2-Audio Hub id or folder, or `tiny` (random test model)")
+    parser.add_argument(
+        "--base",
+        required=True,
+        help="Hub id or folder of a supported speech LLM (see speechprune.supported_families()), or `tiny`",
+    )
     parser.add_argument("--out", required=True, type=Path, help="folder to write the model repo into")
     parser.add_argument("--revision", default=None, help="branch, tag or commit of --base to load")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--seed", type=int, default=0, help="weight seed of --base tiny")
     parser.add_argument("--pruning-method", default="speechprune", choices=[*METHODS, "none"])
     parser.add_argument("--pruning-rate", type=float, default=0.2, help="fraction of audio tokens removed, in [0, 1)")
-    parser.add_argument("--phase1-tokens", type=int, default=750)
-    parser.add_argument("--tokens-per-frame", type=int, default=25)
+    parser.add_argument("--phase1-tokens", type=int, default=None, help="default: the family's 30 s of tokens")
+    parser.add_argument("--tokens-per-frame", type=int, default=None, help="default: the family's 1 s of tokens")
     parser.add_argument("--phase1-temperature", type=float, default=1.0)
     parser.add_argument("--query", default="user_text", choices=QUERY_MODES)
     parser.add_argument("--pruning-seed", type=int, default=0)
+    parser.add_argument("--positions", default="compact", choices=POSITION_MODES)
     parser.add_argument("--repo-id", default=None, help="Hub id shown in the card's usage (default: the folder name)")
     parser.add_argument(
         "--card-revision", default=None, help="commit to pin in the card's usage (default: a placeholder to replace)"
@@ -54,8 +60,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
 
 
-def pruning_settings(args) -> dict:
-    """The pruning defaults chosen on the command line, validated as the config validates them."""
+def pruning_settings(args, model_type: str = "qwen2_audio") -> dict:
+    """The pruning defaults chosen on the command line (unset counts: the family's), validated."""
     settings = {
         "pruning_method": args.pruning_method,
         "pruning_rate": args.pruning_rate,
@@ -64,14 +70,31 @@ def pruning_settings(args) -> dict:
         "phase1_temperature": args.phase1_temperature,
         "query": args.query,
         "pruning_seed": args.pruning_seed,
+        "positions": getattr(args, "positions", "compact"),
     }
-    return check_settings(settings)
+    for name, value in adapter_for(model_type).default_settings().items():
+        if settings[name] is None:
+            settings[name] = value
+    return validate_settings(settings)
+
+
+def base_model_type(base: str, revision: str | None = None) -> str:
+    """The ``model_type`` of ``base`` (``tiny``: Qwen2-Audio), read from its config alone."""
+    if base == "tiny":
+        return "qwen2_audio"
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(base, revision=revision).model_type
 
 
 def load_base(base: str, settings: dict, revision: str | None = None, dtype: str = "auto", seed: int = 0):
-    """``(model, processor)``: ``base`` as SpeechPrune with the given pruning defaults."""
+    """``(model, processor)``: ``base`` as SpeechPrune with the given pruning defaults (processor may be None)."""
     from speechprune.modeling.modeling_speechprune import Qwen2AudioSpeechPruneForConditionalGeneration
     from speechprune.modeling.processing_speechprune import SpeechPruneProcessor
+
+    model_type = base_model_type(base, revision)
+    if model_type != "qwen2_audio":
+        return _load_family(base, model_type, settings, revision, dtype)
 
     if base == "tiny":
         from speechprune.testing import tiny_speechprune
@@ -83,13 +106,34 @@ def load_base(base: str, settings: dict, revision: str | None = None, dtype: str
         return model, processor
     processor = SpeechPruneProcessor.from_pretrained(base, revision=revision, query=settings["query"])
     special = special_token_ids(processor.tokenizer)
+    config_settings = {k: v for k, v in settings.items() if k != "positions"}  # not a config field (yet)
     model, info = Qwen2AudioSpeechPruneForConditionalGeneration.from_pretrained(
-        base, revision=revision, dtype=dtype, special_token_ids=special, output_loading_info=True, **settings
+        base, revision=revision, dtype=dtype, special_token_ids=special, output_loading_info=True, **config_settings
     )
+    model.config.positions = settings["positions"]
     bad = {key: sorted(info[key]) for key in ("missing_keys", "unexpected_keys", "mismatched_keys") if info[key]}
     if bad:
         raise ValueError(f"base: the weights of {base!r} do not fit Qwen2-Audio: {bad}")
     return model.eval(), processor
+
+
+def _load_family(base: str, model_type: str, settings: dict, revision, dtype):
+    """A supported family other than Qwen2-Audio: its stock class, pruned in place by ``speechprune.prune``."""
+    import transformers
+
+    from speechprune.api import prune
+
+    stock_class = getattr(transformers, adapter_for(model_type).stock_class)
+    model, info = stock_class.from_pretrained(base, revision=revision, dtype=dtype, output_loading_info=True)
+    bad = {key: sorted(info[key]) for key in ("missing_keys", "unexpected_keys", "mismatched_keys") if info[key]}
+    if bad:
+        raise ValueError(f"base: the weights of {base!r} do not fit {stock_class.__name__}: {bad}")
+    try:
+        processor = transformers.AutoProcessor.from_pretrained(base, revision=revision)
+    except (OSError, ValueError, TypeError):  # a folder with weights only: the repo gets no processor
+        processor = None
+    tokenizer = getattr(processor, "tokenizer", None)
+    return prune(model.eval(), tokenizer=tokenizer, **settings), processor
 
 
 def special_token_ids(tokenizer) -> dict:
@@ -131,11 +175,13 @@ def export_model(args) -> Path:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise ValueError(f"out: {out} is not empty (pass --overwrite to write into it)")
-    settings = pruning_settings(args)
+    pruning_settings(args)  # refuse bad settings before loading anything
+    settings = pruning_settings(args, base_model_type(args.base, args.revision))
     model, processor = load_base(args.base, settings, args.revision, args.dtype, args.seed)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)  # safetensors, config with auto_map, generation config, code files
-    processor.save_pretrained(out)  # tokenizer, feature extractor, chat template, processing code
+    if processor is not None:
+        processor.save_pretrained(out)  # tokenizer, feature extractor, chat template, processing code
     repo_id = args.repo_id or out.resolve().name
     card = render_card(model, args.base, settings, repo_id, args.card_revision, tiny=args.base == "tiny")
     card.save(out / "README.md")

@@ -200,7 +200,226 @@ def tiny_speechprune(seed: int = 0, **pruning):
     return model, processor
 
 
-__all__ = ["tiny_qwen2_audio", "tiny_processor", "tiny_config", "SPECIAL_TOKENS", "tiny_voxtral", "tiny_gemma4"]
+# ------------------------------------------------------------------------------------------------
+# Tiny random models of the other supported families (model side only: ids and features are built
+# directly, with each family's own token-count formula, so no tokenizer or processor is needed).
+
+# Template tokens of the tiny families: ids at the top of the 600-token vocabulary.
+TINY_VOCAB = 600
+_TINY_CHAT = {"<|endoftext|>": 590, "<|im_start|>": 591, "<|im_end|>": 592}
+TINY_FAMILY_TOKENS = {
+    "qwen2_5_omni_thinker": {**_TINY_CHAT, "<|AUDIO|>": 593, "<|audio_bos|>": 594, "<|audio_eos|>": 595},
+    "qwen3_omni_moe_thinker": {**_TINY_CHAT, "<|audio_pad|>": 593, "<|audio_start|>": 594, "<|audio_end|>": 595},
+    "audioflamingo3": {**_TINY_CHAT, "<sound>": 593},
+    "musicflamingo": {**_TINY_CHAT, "<sound>": 593, "<|sound_bos|>": 594, "<|sound_eos|>": 595},
+    "voxtral": {"<s>": 590, "[INST]": 591, "[/INST]": 592, "[AUDIO]": 593, "[BEGIN_AUDIO]": 594},
+    "gemma4": {"<bos>": 590, "<|turn>": 591, "<turn|>": 592, "<|audio|>": 593, "<|audio>": 594, "<audio|>": 595},
+}
+TINY_FAMILIES = tuple(TINY_FAMILY_TOKENS)
+# Shared tiny text model: grouped-query attention (4 query heads, 2 key/value heads), head_dim 16.
+_TINY_TEXT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": TINY_VOCAB,
+    "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-5,
+    "initializer_range": 0.05,
+    "bos_token_id": 590,
+    "eos_token_id": 592,
+    "pad_token_id": 590,
+    "tie_word_embeddings": False,
+}
+
+
+def tiny_family_config(model_type: str):
+    """A tiny random config of a supported family with its real audio geometry (128 mel bins, 10 ms frames)."""
+    import transformers
+
+    tokens = TINY_FAMILY_TOKENS[model_type]
+    placeholder = {"audioflamingo3": "<sound>", "musicflamingo": "<sound>"}.get(model_type)
+    if model_type == "qwen2_5_omni_thinker":
+        return transformers.Qwen2_5OmniThinkerConfig(
+            audio_config={
+                "num_mel_bins": 128,
+                "encoder_layers": 1,
+                "encoder_attention_heads": 2,
+                "encoder_ffn_dim": 32,
+                "d_model": 16,
+                "output_dim": 64,
+                "n_window": 100,
+            },
+            vision_config={
+                "depth": 1,
+                "hidden_size": 16,
+                "intermediate_size": 16,
+                "num_heads": 2,
+                "out_hidden_size": 64,
+                "fullatt_block_indexes": [0],
+            },
+            text_config={
+                **_TINY_TEXT,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            },
+            audio_token_index=tokens["<|AUDIO|>"],
+            image_token_index=596,
+            video_token_index=597,
+            audio_start_token_id=tokens["<|audio_bos|>"],
+            audio_end_token_id=tokens["<|audio_eos|>"],
+            vision_start_token_id=598,
+        )
+    if model_type == "qwen3_omni_moe_thinker":
+        return transformers.Qwen3OmniMoeThinkerConfig(
+            audio_config={
+                "num_mel_bins": 128,
+                "encoder_layers": 1,
+                "encoder_attention_heads": 2,
+                "encoder_ffn_dim": 32,
+                "d_model": 16,
+                "output_dim": 64,
+                "downsample_hidden_size": 8,
+            },
+            vision_config={
+                "depth": 1,
+                "hidden_size": 16,
+                "intermediate_size": 16,
+                "num_heads": 2,
+                "out_hidden_size": 64,
+                "deepstack_visual_indexes": [0],
+            },
+            text_config={
+                **_TINY_TEXT,
+                "moe_intermediate_size": 32,
+                "num_experts": 4,
+                "num_experts_per_tok": 2,
+                "head_dim": 16,
+                "rope_parameters": {
+                    "rope_type": "default",
+                    "rope_theta": 10000.0,
+                    "mrope_section": [2, 3, 3],
+                    "mrope_interleaved": True,
+                },
+            },
+            audio_token_id=tokens["<|audio_pad|>"],
+            image_token_id=596,
+            video_token_id=597,
+            audio_start_token_id=tokens["<|audio_start|>"],
+            vision_start_token_id=598,
+        )
+    if model_type == "voxtral":
+        return voxtral_config(dict(tokens), TINY_VOCAB)
+    if model_type == "gemma4":
+        return gemma4_config(dict(tokens), TINY_VOCAB)
+    config_class = {"audioflamingo3": "AudioFlamingo3Config", "musicflamingo": "MusicFlamingoConfig"}[model_type]
+    extra = {}
+    if model_type == "musicflamingo":
+        extra = {"audio_bos_token_id": tokens["<|sound_bos|>"], "audio_eos_token_id": tokens["<|sound_eos|>"]}
+    return getattr(transformers, config_class)(
+        audio_config={
+            "model_type": "audioflamingo3_encoder",
+            "num_mel_bins": 128,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 32,
+            "hidden_size": 16,
+        },
+        text_config={"model_type": "qwen2", **_TINY_TEXT},
+        audio_token_id=tokens[placeholder],
+        **extra,
+    )
+
+
+def tiny_family(model_type: str, seed: int = 0, **settings):
+    """A tiny random stock model of ``model_type`` (see :data:`TINY_FAMILIES`), identical for the same seed.
+
+    ``settings``: if given, the model is pruned in place with ``speechprune.prune(model, **settings)``.
+    The config's ``special_token_ids`` name the tiny template tokens (:data:`TINY_FAMILY_TOKENS`).
+
+    Example:
+        >>> model = tiny_family("audioflamingo3")
+        >>> type(model).__name__, model.config.special_token_ids["<sound>"]
+        ('AudioFlamingo3ForConditionalGeneration', 593)
+    """
+    import transformers
+
+    from speechprune.modeling.families import ADAPTERS
+
+    config = tiny_family_config(model_type)
+    config.special_token_ids = dict(TINY_FAMILY_TOKENS[model_type])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = getattr(transformers, ADAPTERS[model_type].stock_class)(config)
+    model.generation_config.pad_token_id = 590
+    model.generation_config.eos_token_id = 592
+    if model_type in ("voxtral", "gemma4"):  # their end-of-turn token is 592 too; nothing else to set
+        model.generation_config.bos_token_id = 590
+    model.eval()
+    if settings:
+        import speechprune
+
+        model = speechprune.prune(model, **settings)
+    return model
+
+
+def tiny_family_inputs(model, seconds, seed: int = 0, question: tuple = (20, 21, 22, 23, 24, 25)) -> dict:
+    """Inputs for a batch of recordings (``seconds``: one duration each), left padded like a processor's.
+
+    The prompt of each row is ``<|im_start|> u u [audio start] placeholders [audio end] question <|im_end|>
+    <|im_start|> a``, with as many placeholders as the family's own formula gives for that duration, and
+    random 10 ms mel frames. Returns the stock forward's arguments plus ``query_mask`` (the question tokens).
+    """
+    model_type = model.config.model_type
+    tokens = TINY_FAMILY_TOKENS[model_type]
+    generator = torch.Generator().manual_seed(seed)
+    frames = [int(round(s * 100)) for s in seconds]
+    if model_type in ("voxtral", "gemma4"):
+        return _voxtral_gemma4_inputs(model_type, tokens, frames, generator, question)
+    if model_type in ("audioflamingo3", "musicflamingo"):
+        windows = [[min(3000, f - start) for start in range(0, f, 3000)] for f in frames]
+        flat = [w for row in windows for w in row]
+        features = torch.randn(len(flat), 128, 3000, generator=generator)
+        mask = torch.zeros(len(flat), 3000, dtype=torch.long)
+        for i, w in enumerate(flat):
+            mask[i, :w] = 1
+            features[i, :, w:] = 0
+        _, per_window = model.model.audio_tower._get_feat_extract_output_lengths(mask.sum(-1))
+        counts, i = [], 0
+        for row in windows:
+            counts.append(int(per_window[i : i + len(row)].sum()))
+            i += len(row)
+        audio = {"input_features": features, "input_features_mask": mask}
+    else:
+        features = torch.randn(len(frames), 128, max(frames), generator=generator)
+        mask = torch.zeros(len(frames), max(frames), dtype=torch.long)
+        for i, f in enumerate(frames):
+            mask[i, :f] = 1
+            features[i, :, f:] = 0
+        if model_type == "qwen3_omni_moe_thinker":
+            from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import _get_feat_extract_output_lengths
+
+            counts = [int(n) for n in _get_feat_extract_output_lengths(mask.sum(-1))]
+        else:
+            counts = [int(n) for n in model.model.audio_tower._get_feat_extract_output_lengths(mask.sum(-1))[1]]
+        audio = {"input_features": features, "feature_attention_mask": mask}
+    placeholder, start, end = {
+        "qwen2_5_omni_thinker": ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"),
+        "qwen3_omni_moe_thinker": ("<|audio_pad|>", "<|audio_start|>", "<|audio_end|>"),
+        "audioflamingo3": ("<sound>", None, None),
+        "musicflamingo": ("<sound>", "<|sound_bos|>", "<|sound_eos|>"),
+    }[model_type]
+    rows, queries = [], []
+    for n in counts:
+        head = [tokens["<|im_start|>"], 10, 11] + ([tokens[start]] if start else []) + [tokens[placeholder]] * n
+        head += [tokens[end]] if end else []
+        tail = [tokens["<|im_end|>"], tokens["<|im_start|>"], 12, 13]
+        rows.append(head + list(question) + tail)
+        queries.append([False] * len(head) + [True] * len(question) + [False] * len(tail))
+    return _left_padded(rows, queries, pad=tokens["<|endoftext|>"]) | audio
+
+
+
 
 
 # --- Voxtral and Gemma 4 -------------------------------------------------------------------------
@@ -209,7 +428,10 @@ __all__ = ["tiny_qwen2_audio", "tiny_processor", "tiny_config", "SPECIAL_TOKENS"
 # lays them out; the real vocabularies (Tekken, Gemma's SentencePiece) are not reproduced.
 
 VOXTRAL_SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "[INST]", "[/INST]", "[AUDIO]", "[BEGIN_AUDIO]"]
-GEMMA4_SPECIAL_TOKENS = ["<bos>", "<eos>", "<pad>", "<|turn>", "<turn|>", "<|audio>", "<|audio|>", "<audio|>"]
+GEMMA4_SPECIAL_TOKENS = [
+    *("<bos>", "<eos>", "<pad>", "<|turn>", "<turn|>", "<|audio>", "<|audio|>", "<audio|>"),
+    *("<|image>", "<|image|>", "<image|>", "<|video|>"),
+]
 
 
 def _family_tokenizer(special: list[str], bos: str, eos: str, pad: str, vocab_size: int = 600):
@@ -219,24 +441,16 @@ def _family_tokenizer(special: list[str], bos: str, eos: str, pad: str, vocab_si
     return tokenizer
 
 
-def tiny_voxtral(seed: int = 0, *, model_class=None):
-    """Build ``(model, tokenizer)``: a tiny random ``VoxtralForConditionalGeneration`` (offline, seconds).
+def voxtral_config(ids: dict, vocab_size: int):
+    """A tiny Voxtral config with the real audio geometry; ``ids``: its template tokens' ids by name.
 
-    The audio geometry is real: 128 mel bins and 1500 encoder positions per 30 s chunk of 3000
-    frames, four positions stacked per token (``audio_config.intermediate_size = 4 x hidden``),
-    so a chunk gives 375 tokens (80 ms each). The language model is a tiny Llama with grouped-query
-    attention and no biases, as the release's. ``audio_token_id`` is ``[AUDIO]``.
-
-    Example:
-        >>> model, tokenizer = tiny_voxtral()
-        >>> model.config.audio_token_id == tokenizer.convert_tokens_to_ids("[AUDIO]")
-        True
+    128 mel bins and 1500 encoder positions per 30 s chunk of 3000 frames, four positions stacked per
+    token (``audio_config.intermediate_size = 4 x hidden``): a chunk gives 375 tokens (80 ms each).
+    The language model is a tiny Llama with grouped-query attention and no biases, as the release's.
     """
-    from transformers import VoxtralConfig, VoxtralForConditionalGeneration
+    from transformers import VoxtralConfig
 
-    tokenizer = _family_tokenizer(VOXTRAL_SPECIAL_TOKENS, "<s>", "</s>", "<pad>")
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in VOXTRAL_SPECIAL_TOKENS}
-    config = VoxtralConfig(
+    return VoxtralConfig(
         audio_config={
             "model_type": "voxtral_encoder",
             "hidden_size": 16,
@@ -251,52 +465,39 @@ def tiny_voxtral(seed: int = 0, *, model_class=None):
             "model_type": "llama",
             "hidden_size": 64,
             "intermediate_size": 128,
-            "num_hidden_layers": 2,
+            "num_hidden_layers": 3,
             "num_attention_heads": 4,
             "num_key_value_heads": 2,
             "head_dim": 16,
-            "vocab_size": len(tokenizer),
+            "vocab_size": vocab_size,
             "max_position_embeddings": 8192,
             "rope_theta": 10000.0,
             "initializer_range": 0.05,
             "bos_token_id": ids["<s>"],
-            "eos_token_id": ids["</s>"],
-            "pad_token_id": ids["<pad>"],
+            "eos_token_id": ids["[/INST]"] if "</s>" not in ids else ids["</s>"],
+            "pad_token_id": ids.get("<pad>", ids["<s>"]),
             "tie_word_embeddings": False,
         },
         audio_token_id=ids["[AUDIO]"],
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = (model_class or VoxtralForConditionalGeneration)(config)
-    model.generation_config.pad_token_id = ids["<pad>"]
-    model.generation_config.eos_token_id = ids["</s>"]
-    return model.eval(), tokenizer
 
 
-def tiny_gemma4(seed: int = 0, *, model_class=None):
-    """Build ``(model, tokenizer)``: a tiny random ``Gemma4ForConditionalGeneration`` with audio, no vision.
+def gemma4_config(ids: dict, vocab_size: int):
+    """A tiny Gemma 4 config with audio and no vision; ``ids``: its template tokens' ids by name.
 
     The pitfalls of a tiny Gemma 4: the audio subsampler's first channel count stays 128 (the mel
-    bins), ``vision_config=None`` leaves the vision tower out, the text model keeps per-layer
-    inputs (``hidden_size_per_layer_input``), a sliding and a global layer type with their own head
-    widths (16 and 32: phase 2 must take ``head_dim`` from layer 0), and KV-shared layers. A 30 s
-    clip gives 750 audio tokens (40 ms), as the release's.
-
-    Example:
-        >>> model, tokenizer = tiny_gemma4()
-        >>> model.config.audio_token_id == tokenizer.convert_tokens_to_ids("<|audio|>")
-        True
+    bins), ``vision_config=None`` leaves the vision tower out, the text model keeps per-layer inputs
+    (``hidden_size_per_layer_input``), a sliding and a global layer type with their own head widths
+    (16 and 32: phase 2 must take ``head_dim`` from layer 0), and KV-shared layers. A 30 s clip gives
+    750 audio tokens (40 ms), as the release's.
     """
-    from transformers import Gemma4Config, Gemma4ForConditionalGeneration
+    from transformers import Gemma4Config
 
-    tokenizer = _family_tokenizer(GEMMA4_SPECIAL_TOKENS, "<bos>", "<eos>", "<pad>")
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in GEMMA4_SPECIAL_TOKENS}
-    config = Gemma4Config(
+    return Gemma4Config(
         text_config={
             "model_type": "gemma4_text",
-            "vocab_size": len(tokenizer),
-            "vocab_size_per_layer_input": len(tokenizer),
+            "vocab_size": vocab_size,
+            "vocab_size_per_layer_input": vocab_size,
             "hidden_size": 64,
             "intermediate_size": 96,
             "num_hidden_layers": 4,
@@ -312,8 +513,8 @@ def tiny_gemma4(seed: int = 0, *, model_class=None):
             "final_logit_softcapping": 30.0,
             "initializer_range": 0.05,
             "bos_token_id": ids["<bos>"],
-            "eos_token_id": ids["<eos>"],
-            "pad_token_id": ids["<pad>"],
+            "eos_token_id": ids.get("<eos>", ids["<turn|>"]),
+            "pad_token_id": ids.get("<pad>", ids["<bos>"]),
         },
         audio_config={
             "model_type": "gemma4_audio",
@@ -328,14 +529,101 @@ def tiny_gemma4(seed: int = 0, *, model_class=None):
         audio_token_id=ids["<|audio|>"],
         boa_token_id=ids["<|audio>"],
         eoa_token_index=ids["<audio|>"],
-        image_token_id=None,
-        video_token_id=None,
-        boi_token_id=None,
-        eoi_token_id=None,
+        # No vision tower, but the stock forward compares embeddings with these ids: unused ids, never None.
+        image_token_id=ids.get("<|image|>", 596),
+        video_token_id=ids.get("<|video|>", 597),
+        boi_token_id=ids.get("<|image>", 598),
+        eoi_token_id=ids.get("<image|>", 599),
     )
+
+
+def _voxtral_gemma4_inputs(model_type: str, tokens: dict, frames: list, generator, question: tuple) -> dict:
+    """:func:`tiny_family_inputs` for Voxtral (30 s chunks) and Gemma 4 (one clip per recording).
+
+    Gemma 4's processor refuses clips over 30 s (the model's cap); these tiny inputs hand the model
+    longer clips directly, so that a selection has more than 750 tokens to choose from.
+    """
+    if model_type == "voxtral":
+        chunks = [-(-f // 3000) for f in frames]
+        features = torch.randn(sum(chunks), 128, 3000, generator=generator)
+        counts = [375 * c for c in chunks]
+        audio = {"input_features": features}
+        head_tokens, open_audio, close_audio = [tokens["<s>"], tokens["[INST]"]], [tokens["[BEGIN_AUDIO]"]], []
+        tail = [tokens["[/INST]"]]
+    else:
+        from speechprune.modeling.processing_speechprune_gemma4 import clip_token_count
+
+        features = torch.randn(len(frames), max(frames), 128, generator=generator)
+        mask = torch.zeros(len(frames), max(frames), dtype=torch.bool)
+        for i, f in enumerate(frames):
+            mask[i, :f] = True
+            features[i, f:] = 0
+        counts = [clip_token_count(mask[i, :f].numpy()) for i, f in enumerate(frames)]
+        audio = {"input_features": features, "input_features_mask": mask}
+        head_tokens, open_audio = [tokens["<bos>"], tokens["<|turn>"], 10, 11], [tokens["<|audio>"]]
+        close_audio, tail = [tokens["<audio|>"]], [tokens["<turn|>"], tokens["<|turn>"], 12, 13]
+    placeholder = tokens["[AUDIO]" if model_type == "voxtral" else "<|audio|>"]
+    rows, queries = [], []
+    for n in counts:
+        head = head_tokens + open_audio + [placeholder] * n + close_audio
+        rows.append(head + list(question) + tail)
+        queries.append([False] * len(head) + [True] * len(question) + [False] * len(tail))
+    return _left_padded(rows, queries, pad=590) | audio
+
+
+def _left_padded(rows: list, queries: list, pad: int) -> dict:
+    length = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
+    attention_mask = torch.zeros(len(rows), length, dtype=torch.long)
+    query_mask = torch.zeros(len(rows), length, dtype=torch.bool)
+    for b, (row, query) in enumerate(zip(rows, queries)):
+        input_ids[b, length - len(row) :] = torch.tensor(row)
+        attention_mask[b, length - len(row) :] = 1
+        query_mask[b, length - len(row) :] = torch.tensor(query)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "query_mask": query_mask}
+
+
+def tiny_voxtral(seed: int = 0):
+    """Build ``(model, tokenizer)``: a tiny random ``VoxtralForConditionalGeneration`` whose ids are the tokenizer's.
+
+    The model is :func:`voxtral_config`'s; the tokenizer is the project's trained BPE with Voxtral's
+    control tokens (what :func:`tiny_voxtral_processor` uses), so processor outputs feed the model.
+
+    Example:
+        >>> model, tokenizer = tiny_voxtral()
+        >>> model.config.audio_token_id == tokenizer.convert_tokens_to_ids("[AUDIO]")
+        True
+    """
+    from transformers import VoxtralForConditionalGeneration
+
+    tokenizer = _family_tokenizer(VOXTRAL_SPECIAL_TOKENS, "<s>", "</s>", "<pad>")
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in VOXTRAL_SPECIAL_TOKENS}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = (model_class or Gemma4ForConditionalGeneration)(config)
+        model = VoxtralForConditionalGeneration(voxtral_config(ids, len(tokenizer)))
+    model.generation_config.pad_token_id = ids["<pad>"]
+    model.generation_config.eos_token_id = ids["</s>"]
+    return model.eval(), tokenizer
+
+
+def tiny_gemma4(seed: int = 0):
+    """Build ``(model, tokenizer)``: a tiny random ``Gemma4ForConditionalGeneration`` whose ids are the tokenizer's.
+
+    The model is :func:`gemma4_config`'s; the tokenizer is the project's trained BPE with Gemma 4's
+    turn and audio tokens (what :func:`tiny_gemma4_processor` uses).
+
+    Example:
+        >>> model, tokenizer = tiny_gemma4()
+        >>> model.config.audio_token_id == tokenizer.convert_tokens_to_ids("<|audio|>")
+        True
+    """
+    from transformers import Gemma4ForConditionalGeneration
+
+    tokenizer = _family_tokenizer(GEMMA4_SPECIAL_TOKENS, "<bos>", "<eos>", "<pad>")
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in GEMMA4_SPECIAL_TOKENS}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Gemma4ForConditionalGeneration(gemma4_config(ids, len(tokenizer)))
     model.generation_config.pad_token_id = ids["<pad>"]
     model.generation_config.eos_token_id = ids["<eos>"]
     return model.eval(), tokenizer
@@ -380,3 +668,23 @@ def tiny_voxtral_processor():
         feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=30, n_fft=400
     )
     return VoxtralSpeechPruneProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
+
+
+__all__ = [
+    "tiny_qwen2_audio",
+    "tiny_processor",
+    "tiny_config",
+    "tiny_speechprune",
+    "tiny_family",
+    "tiny_family_config",
+    "tiny_family_inputs",
+    "SPECIAL_TOKENS",
+    "TINY_FAMILIES",
+    "TINY_FAMILY_TOKENS",
+    "tiny_voxtral",
+    "tiny_gemma4",
+    "tiny_voxtral_processor",
+    "tiny_gemma4_processor",
+    "voxtral_config",
+    "gemma4_config",
+]

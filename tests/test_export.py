@@ -107,3 +107,25 @@ def test_refuses_bad_settings_and_a_non_empty_folder(tmp_path):
     (busy / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not empty"):
         export_model.export_model(parse("--base", "tiny", "--out", str(busy)))
+
+
+def test_export_any_supported_family_from_a_stock_folder(tmp_path):
+    """A Qwen3-Omni thinker folder becomes a repo of its pruning class, with that family's defaults."""
+    from transformers import AutoModel
+
+    from speechprune.testing import tiny_family, tiny_family_inputs
+
+    stock = tiny_family("qwen3_omni_moe_thinker", seed=2)
+    stock.save_pretrained(tmp_path / "stock")
+    out = export_model.export_model(parse("--base", str(tmp_path / "stock"), "--out", str(tmp_path / "out")))
+    config = json.loads((out / "config.json").read_text())
+    expected_class = "modeling_speechprune.Qwen3OmniMoeThinkerSpeechPruneForConditionalGeneration"
+    assert config["auto_map"]["AutoModel"] == expected_class
+    assert (config["pruning_method"], config["phase1_tokens"], config["tokens_per_frame"]) == ("speechprune", 390, 13)
+    model = AutoModel.from_pretrained(out, trust_remote_code=True)
+    assert type(model).__module__.startswith("transformers_modules.")
+    ours, theirs = model.state_dict(), stock.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    with torch.no_grad():
+        kept = model(**tiny_family_inputs(stock, [40.0])).selection[0]["num_kept"]
+    assert kept == round(0.8 * 390)  # --pruning-rate 0.2 of k1 = 390

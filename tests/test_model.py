@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from speechprune.modeling import pruning
+from speechprune.modeling.configuration_speechprune import SpeechPruneConfig
 from speechprune.modeling.modeling_speechprune import Qwen2AudioSpeechPruneForConditionalGeneration
 from speechprune.testing import tiny_qwen2_audio, tiny_speechprune
 
@@ -427,6 +428,10 @@ def test_non_finite_features(model, processor, prompt):
         ({"pruning_method": "fastv"}, "pruning_method"),
         ({"pruning_rat": 0.4}, "pruning_rat"),
         ({"query": "question"}, "query"),
+        ({"phase1_token": 0}, "phase1_token"),
+        ({"tokens_per_frames": 0}, "tokens_per_frames"),
+        ({"phase1_temp": 0}, "phase1_temp"),
+        ({"positions": "shifted"}, "positions"),
     ],
 )
 def test_bad_settings(model, processor, settings, field):
@@ -435,6 +440,34 @@ def test_bad_settings(model, processor, settings, field):
         model(**inputs, **settings)
     with pytest.raises(ValueError, match=field):
         model.generate(**inputs, max_new_tokens=1, **settings)
+
+
+def test_unknown_names_list_the_known_settings(model, processor):
+    inputs = spiral_inputs(processor, (12, 12))
+    with pytest.raises(ValueError, match="tokens_per_frame.*phase1_temperature"):
+        model(**inputs, phase1_temp=0)
+
+
+def test_batched_full_generation_is_the_stock_generation_bit_for_bit(model, stock, processor):
+    """forward takes position_ids, so generate builds padding-aware positions for the wrapper as for stock."""
+    batch = spiral_inputs(processor, (45, 1), (20, 2))
+    assert (batch.attention_mask == 0).any()  # left padded
+    kwargs = {"max_new_tokens": 3, "do_sample": False, "return_dict_in_generate": True, "output_scores": True}
+    ours = model.generate(**batch, pruning_method="full", **kwargs)
+    theirs = stock.generate(**stock_inputs(batch), **kwargs)
+    assert torch.equal(ours.sequences, theirs.sequences)
+    assert all(torch.equal(a, b) for a, b in zip(ours.scores, theirs.scores))
+    assert [s["num_kept"] for s in ours.selection] == [1125, 500]
+
+
+def test_the_selection_travels_with_the_output(model, processor):
+    inputs = spiral_inputs(processor, (45, 1))
+    with torch.no_grad():
+        first = model(**inputs, pruning_method="speechprune", pruning_rate=0.4)
+        second = model(**inputs, pruning_method="random", pruning_rate=0.2)
+    assert first.selection[0]["num_kept"] == 450 and second.selection[0]["num_kept"] == 600
+    assert model.last_selection is second.selection  # the convenience view follows the last call
+    assert first.pruned_input_ids.shape[1] == inputs.input_ids.shape[1] - 1125 + 450
 
 
 def test_no_query_text_left(model, processor):
@@ -459,15 +492,30 @@ def test_position_limit_applies_after_selection(processor):
 
 
 def test_loading_a_stock_checkpoint_in_the_legacy_layout(tmp_path, stock, processor):
+    import logging
+
     from safetensors import safe_open
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
 
     stock.save_pretrained(tmp_path)
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
         keys = set(f.keys())
     assert "language_model.lm_head.weight" in keys  # the legacy layout that needs renaming
-    model, info = Qwen2AudioSpeechPruneForConditionalGeneration.from_pretrained(
-        tmp_path, pruning_method="speechprune", pruning_rate=0.4, output_loading_info=True
-    )
+    messages, handler = [], Collect()
+    logging.getLogger("transformers.configuration_utils").addHandler(handler)
+    try:
+        SpeechPruneConfig.from_pretrained(tmp_path)  # the config class alone still warns ...
+        warned = len(messages)
+        model, info = Qwen2AudioSpeechPruneForConditionalGeneration.from_pretrained(
+            tmp_path, pruning_method="speechprune", pruning_rate=0.4, output_loading_info=True
+        )
+    finally:
+        logging.getLogger("transformers.configuration_utils").removeHandler(handler)
+    assert warned == 1 and "qwen2_audio_speechprune" in messages[0]
+    assert len(messages) == 1  # ... but loading a stock checkpoint into the pruning class is silent
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     assert model.config.model_type == "qwen2_audio_speechprune"
     assert (model.config.pruning_method, model.config.pruning_rate) == ("speechprune", 0.4)
@@ -490,11 +538,11 @@ def test_prune_inputs_with_full_keeps_every_token(model, stock, processor, metho
     with torch.no_grad():
         pruned = model.prune_inputs(
             inputs.input_ids,
-            inputs.input_features,
             inputs.attention_mask,
-            inputs.feature_attention_mask,
-            inputs.query_mask,
+            query_mask=inputs.query_mask,
             settings={"pruning_method": method, "pruning_rate": 0.5},
+            input_features=inputs.input_features,
+            feature_attention_mask=inputs.feature_attention_mask,
         )
     assert model.last_selection[0]["num_kept"] == model.last_selection[0]["num_audio_tokens"] == 1125
     assert torch.equal(pruned.input_ids, inputs.input_ids)
@@ -520,3 +568,25 @@ def test_module_doctests_pass(name):
     """Every docstring example of the Hub-copied files (and the tiny model) runs and prints what it says."""
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0, result
+
+
+def test_llm_attention_ranks_by_the_stock_eager_attention_of_that_layer(model, processor):
+    """Left-padded batch, GQA: the probabilities equal transformers' eager output_attentions (1e-5)."""
+    batch = spiral_inputs(processor, (45, 1), (20, 2))
+    eager = tiny_qwen2_audio(seed=0)[0]
+    eager.set_attn_implementation("eager")
+    with torch.no_grad():
+        reference = eager(**stock_inputs(batch), output_attentions=True).attentions[1]
+        out = model(**batch, pruning_method="llm_attention", attention_layer=1, pruning_rate=0.4)
+    mask = batch.attention_mask.bool()
+    for b in range(2):
+        ids = batch.input_ids[b]
+        audio = (ids == model.config.audio_token_id).nonzero().flatten()
+        after = mask[b].clone()
+        after[: int(audio[-1]) + 1] = False
+        rows = reference[b][:, after][:, :, audio]
+        assert torch.equal(
+            out.selection[b]["kept"], pruning.llm_attention_select(rows, pruning.final_count(len(audio), 0.4))
+        )
+    with pytest.raises(ValueError, match="attention_layer"):
+        model(**batch, pruning_method="llm_attention", attention_layer=2)  # the tiny model has 2 layers

@@ -147,6 +147,7 @@ def test_copied_code_imports_only_torch_transformers_and_its_siblings(exported):
     _, repo = exported
     allowed = {"torch", "transformers", "huggingface_hub", "numpy", "__future__", "re", "math", "hashlib"}
     allowed |= {"numbers", "operator", "weakref", "collections", "typing", "dataclasses", "difflib", "fractions"}
+    allowed |= {"inspect", "logging"}
     for name in export_model_code_files(repo):
         tree = ast.parse((repo / name).read_text())
         for node in ast.walk(tree):
@@ -177,3 +178,88 @@ def test_saved_config_loads_back_with_auto_map(exported):
         Qwen2AudioSpeechPruneForConditionalGeneration.from_pretrained(repo).lm_head.weight,
         tiny_qwen2_audio(seed=0)[0].lm_head.weight,
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# Every other family: a model pruned with speechprune.prune, saved, reloaded from its own code
+
+FAMILY_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    import transformers
+    from transformers import AutoModel
+
+    results = {}
+    for family, repo, auto_names in json.loads(sys.argv[1]):
+        inputs = torch.load(f"{repo}/inputs.pt")
+        model = AutoModel.from_pretrained(repo, trust_remote_code=True)
+        autos = [getattr(transformers, name) for name in auto_names]
+        classes = [type(auto.from_pretrained(repo, trust_remote_code=True)) for auto in autos]
+        with torch.no_grad():
+            out = model(**inputs)
+        generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+        results[family] = {
+            "class": type(model).__name__,
+            "modules": sorted({c.__module__ for c in [type(model), *classes]}),
+            "generation_classes": [c.__name__ for c in classes],
+            "kept": [s["kept"].tolist() for s in out.selection],
+            "logits": out.logits.tolist(),
+            "generated": generated.tolist(),
+            "settings": [model.config.pruning_method, model.config.pruning_rate, model.config.phase1_tokens],
+        }
+    print(json.dumps({
+        "results": results,
+        "speechprune_imported": any(name.split(".")[0] == "speechprune" for name in sys.modules),
+    }))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def family_child(tmp_path_factory):
+    import speechprune
+    from speechprune.modeling.families import ADAPTERS
+    from speechprune.testing import TINY_FAMILIES, tiny_family, tiny_family_inputs
+
+    root = tmp_path_factory.mktemp("families")
+    jobs, expected = [], {}
+    for family in TINY_FAMILIES:
+        model = speechprune.prune(tiny_family(family), pruning_method="speechprune", pruning_rate=0.5)
+        repo = root / family
+        model.save_pretrained(repo)
+        inputs = tiny_family_inputs(model, [35.0, 8.0], seed=3)
+        torch.save(inputs, repo / "inputs.pt")
+        with torch.no_grad():
+            out = model(**inputs)
+        expected[family] = (out, model.generate(**inputs, max_new_tokens=3, do_sample=False))
+        jobs.append((family, str(repo), list(ADAPTERS[family].generation_auto_classes)))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(root / "modules"), "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", FAMILY_CHILD, json.dumps(jobs)],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), expected
+
+
+@pytest.mark.slow
+def test_every_family_reloads_as_its_pruning_class_from_the_copied_code(family_child):
+    from speechprune.modeling.families import ADAPTERS
+
+    child, expected = family_child
+    assert child["speechprune_imported"] is False
+    for family, got in child["results"].items():
+        adapter = ADAPTERS[family]
+        assert got["class"] == adapter.pruning_class
+        assert got["generation_classes"] == [adapter.pruning_class] * len(adapter.generation_auto_classes)
+        assert all(module.startswith("transformers_modules.") for module in got["modules"]), got["modules"]
+        assert got["settings"] == ["speechprune", 0.5, adapter.tokens_per_window]
+        out, generated = expected[family]
+        assert got["kept"] == [s["kept"].tolist() for s in out.selection]
+        assert torch.equal(torch.tensor(got["logits"]), out.logits)  # same code, same weights: bit for bit
+        assert got["generated"] == generated.tolist()

@@ -1,0 +1,433 @@
+"""Family adapters: every transformers internal that SpeechPrune touches, one small class per model family.
+
+The pruning core (``modeling_speechprune.py``) is family-agnostic. It lets the stock forward build the
+language model's inputs, takes them just before the first decoder layer, selects audio rows with
+``pruning.py``, drops the unselected positions and calls the stock forward or generate again with
+``inputs_embeds``. What differs between families lives here and nowhere else.
+
+Adapter API (what a new family fills in; subclass :class:`FamilyAdapter`, override what differs, and
+add an instance to :data:`ADAPTERS` with one class line in ``modeling_speechprune.py``):
+
+Constants (class attributes):
+    ``model_type``: the stock config's ``model_type`` this adapter serves (the :data:`ADAPTERS` key).
+    ``stock_class`` / ``pruning_class``: the transformers class that is pruned, and the name of its
+        pruning subclass in ``modeling_speechprune.py``.
+    ``seconds_per_token`` (SPEC section 7's t) and ``tokens_per_window`` (W, the family's own length
+        formula for exactly 30 s). They give the defaults ``phase1_tokens = W`` and
+        ``tokens_per_frame = floor(1 / t + 0.5)`` (:meth:`default_settings`).
+    ``audio_inputs``: the call arguments that carry audio (the first one's presence means "prune").
+    ``position_scheme``: ``"1d"`` (``position_ids`` ``(batch, seq)``) or ``"mrope"`` (``(3, batch, seq)``,
+        or ``(4, batch, seq)`` with text positions first, as ``generate`` builds them).
+    ``per_position_inputs``: further language-model keyword arguments shaped ``(batch, seq, ...)`` that
+        must lose the same positions as the embeddings (Gemma 4's ``per_layer_inputs``).
+    ``generation_auto_classes``: the auto classes whose transformers mapping holds ``stock_class`` (a
+        saved repo maps each of them, and ``AutoModel``, to the pruning class).
+    ``query_start_tokens`` / ``query_end_token``: SPEC section 3's fallback query rule for this family's
+        chat template: the non-special tokens after the last of ``query_start_tokens`` up to the next
+        ``query_end_token``. Names, resolved through ``config.special_token_ids`` (name -> id), whose
+        default is ``default_special_token_ids`` (the released checkpoint's tokenizer).
+    ``notes``: one line for :func:`speechprune.supported_families`.
+
+Hooks (methods taking the model; override only where the family differs):
+    ``language_model(model)``: the decoder module whose forward is hooked (its keyword arguments are
+        the captured inputs). ``decoder_layers(model)``: its layers.
+    ``first_attention(model)``: ``(W_q, W_k, head_dim)`` of the first layer with self-attention (phase 2).
+    ``audio_token_id(model)``: the placeholder id.
+    ``capture(model, stock_forward, call)``: the language model's keyword arguments for ``call`` (a dict
+        of the caller's forward arguments), as the stock forward would pass them. The default runs
+        ``stock_forward(**call)`` with a pre-hook on :meth:`language_model` that records the arguments
+        and stops the call before any decoder layer runs.
+    ``compact_positions(model, input_ids, attention_mask)``: position ids for the pruned sequence with
+        ``positions="compact"``, or ``None`` to let the stock forward derive them (1D families).
+    ``attention_weights(model, captured, layer)``: ``(batch, heads, seq, seq)`` attention probabilities of
+        decoder layer ``layer`` on the captured (unpruned) inputs, as eager attention computes them.
+
+Example:
+    >>> from speechprune.modeling.families import ADAPTERS
+    >>> adapter = ADAPTERS["qwen2_audio"]
+    >>> adapter.seconds_per_token, adapter.tokens_per_window, adapter.default_settings()
+    (0.04, 750, {'phase1_tokens': 750, 'tokens_per_frame': 25})
+    >>> ADAPTERS["qwen3_omni_moe_thinker"].default_settings()
+    {'phase1_tokens': 390, 'tokens_per_frame': 13}
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .pruning_settings import with_family_defaults
+
+# Qwen chat-template special tokens shared by the Qwen-based families (ids of the released tokenizers).
+_QWEN_CHAT_IDS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645}
+
+
+class _Captured(Exception):
+    """Raised by the capture hook to stop the stock forward once the language model's inputs are known."""
+
+    def __init__(self, kwargs: dict):
+        super().__init__("language-model inputs captured")
+        self.kwargs = kwargs
+
+
+class FamilyAdapter:
+    """Defaults shared by the families whose stock forward merges audio and then calls its language model once."""
+
+    model_type = ""
+    stock_class = ""
+    pruning_class = ""
+    seconds_per_token = 0.04
+    tokens_per_window = 750
+    audio_inputs: tuple = ("input_features",)
+    position_scheme = "1d"
+    per_position_inputs: tuple = ()
+    generation_auto_classes: tuple = ("AutoModelForMultimodalLM",)
+    query_start_tokens: tuple = ()
+    query_end_token = "<|im_end|>"
+    default_special_token_ids: dict = {}
+    notes = ""
+
+    # -- constants ---------------------------------------------------------------------------------
+
+    def default_settings(self) -> dict:
+        """SPEC section 7's defaults: ``phase1_tokens = W`` and one second of tokens per phase-1 frame."""
+        return self.with_defaults({"phase1_tokens": None, "tokens_per_frame": None})
+
+    def with_defaults(self, settings: dict) -> dict:
+        """``settings`` with ``phase1_tokens`` / ``tokens_per_frame`` that are ``None`` set to this family's."""
+        return with_family_defaults(
+            settings, window_tokens=self.tokens_per_window, seconds_per_token=self.seconds_per_token
+        )
+
+    def special_token_ids(self, model) -> dict:
+        """Token name -> id for the fallback query rule: the config's ``special_token_ids``, else the defaults."""
+        return dict(getattr(model.config, "special_token_ids", None) or self.default_special_token_ids)
+
+    # -- where things are ----------------------------------------------------------------------------
+
+    def audio_token_id(self, model) -> int:
+        return int(model.config.audio_token_id)
+
+    def language_model(self, model) -> torch.nn.Module:
+        return model.model.language_model
+
+    def decoder_layers(self, model):
+        return self.language_model(model).layers
+
+    def text_config(self, model):
+        return self.language_model(model).config
+
+    def first_attention(self, model):
+        """``(W_q, W_k, head_dim)`` of the first decoder layer that has self-attention (SPEC section 7)."""
+        for layer in self.decoder_layers(model):
+            attention = getattr(layer, "self_attn", None)
+            if attention is not None:
+                text = self.text_config(model)
+                head_dim = getattr(attention, "head_dim", None) or text.hidden_size // text.num_attention_heads
+                return attention.q_proj.weight, attention.k_proj.weight, int(head_dim)
+        raise ValueError(f"{self.model_type}: no decoder layer with self-attention")
+
+    def max_positions(self, model) -> int:
+        return int(self.text_config(model).max_position_embeddings)
+
+    # -- the language model's inputs -----------------------------------------------------------------
+
+    def capture(self, model, stock_forward, call: dict) -> dict:
+        """The keyword arguments the stock forward hands the language model for ``call``.
+
+        Returns a dict with at least ``inputs_embeds`` ``(batch, seq, hidden)``, ``attention_mask`` and
+        ``position_ids`` (``None`` when the stock forward leaves them to the language model), plus any
+        of :attr:`per_position_inputs`. No decoder layer runs.
+        """
+
+        def stop(module, args, kwargs):
+            if args:
+                raise TypeError(f"{self.model_type}: the language model was called with positional arguments")
+            raise _Captured(kwargs)
+
+        hook = self.language_model(model).register_forward_pre_hook(stop, with_kwargs=True)
+        try:
+            stock_forward(**call)
+        except _Captured as captured:
+            kwargs = dict(captured.kwargs)
+        else:
+            raise RuntimeError(f"{self.model_type}: the stock forward never called its language model")
+        finally:
+            hook.remove()
+        if kwargs.get("attention_mask") is None:
+            kwargs["attention_mask"] = call.get("attention_mask")
+        kwargs.setdefault("position_ids", None)
+        return kwargs
+
+    def compact_positions(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """Positions of the pruned prompt with ``positions="compact"``; ``None``: the stock forward derives them."""
+        return None
+
+    def unpruned_positions(self, captured: dict) -> torch.Tensor:
+        """The position ids the language model uses for the captured (unpruned) prompt, made explicit."""
+        positions = captured.get("position_ids")
+        if positions is not None:
+            return positions
+        embeds = captured["inputs_embeds"]
+        batch, length = embeds.shape[:2]
+        positions = torch.arange(length, device=embeds.device).expand(batch, length)
+        return positions if self.position_scheme == "1d" else positions.unsqueeze(0).expand(3, batch, length)
+
+    # -- llm_attention (SPEC section 8) --------------------------------------------------------------
+
+    def attention_weights(self, model, captured: dict, layer: int) -> torch.Tensor:
+        """``(batch, heads, seq, seq)`` float32 attention probabilities of decoder layer ``layer`` (0-based).
+
+        The language model runs on the captured inputs with eager attention, so the layer applies its
+        own norm, RoPE, causal and padding mask and head layout exactly as transformers' eager path
+        (what ``output_attentions=True`` returns); the call stops as soon as that layer's attention has
+        its probabilities.
+        """
+        layers = self.decoder_layers(model)
+        if not 0 <= layer < len(layers):
+            raise ValueError(f"attention_layer must be in [0, {len(layers)}), got {layer}")
+        attention = getattr(layers[layer], "self_attn", None)
+        if attention is None:
+            raise ValueError(f"attention_layer {layer} of {self.model_type} has no self-attention")
+
+        def grab(module, args, output):
+            raise _Captured({"weights": output[1]})
+
+        language_model = self.language_model(model)
+        config = language_model.config
+        previous = config._attn_implementation
+        hook = attention.register_forward_hook(grab)
+        try:
+            config._attn_implementation = "eager"
+            language_model(**{**captured, "use_cache": False})
+        except _Captured as captured_weights:
+            weights = captured_weights.kwargs["weights"]
+        else:
+            raise RuntimeError(f"{self.model_type}: layer {layer}'s attention never ran")
+        finally:
+            config._attn_implementation = previous
+            hook.remove()
+        if weights is None:
+            raise RuntimeError(f"{self.model_type}: eager attention of layer {layer} returned no probabilities")
+        return weights.float()
+
+
+class Qwen2AudioAdapter(FamilyAdapter):
+    """Qwen2-Audio: 40 ms tokens, 750 per 30 s window. Audio is encoded window by window (see :meth:`capture`)."""
+
+    model_type = "qwen2_audio"
+    stock_class = "Qwen2AudioForConditionalGeneration"
+    pruning_class = "Qwen2AudioSpeechPruneForConditionalGeneration"
+    audio_inputs = ("input_features", "feature_attention_mask")
+    generation_auto_classes = ("AutoModelForMultimodalLM", "AutoModelForSeq2SeqLM")
+    query_start_tokens = ("<|audio_eos|>",)
+    default_special_token_ids = {
+        **_QWEN_CHAT_IDS,
+        "<|AUDIO|>": 151646,
+        "<|audio_bos|>": 151647,
+        "<|audio_eos|>": 151648,
+    }
+    notes = "Qwen2-Audio: 40 ms per token, 750 per 30 s; long audio through SpeechPruneProcessor's 30 s windows"
+
+    def first_attention(self, model):
+        attention = model.model.language_model.layers[0].self_attn
+        text = model.config.text_config
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        return attention.q_proj.weight, attention.k_proj.weight, head_dim
+
+    def capture(self, model, stock_forward, call: dict) -> dict:
+        """Today's per-window path: each 30 s window is encoded alone, so a batch never changes a token.
+
+        The stock forward encodes the windows as one batch; its tokens then depend (in the last bits)
+        on the other windows of the batch. Encoding each window on its own with the stock padding mask
+        keeps selections independent of batching, and the placement is the stock ``masked_scatter``.
+        """
+        input_ids, attention_mask = call["input_ids"], call["attention_mask"]
+        features, feature_mask = call["input_features"], call.get("feature_attention_mask")
+        inputs_embeds = model.get_input_embeddings()(input_ids)
+        windows = model.encode_audio_windows(features, feature_mask, inputs_embeds.dtype)
+        audio = torch.cat(windows).to(inputs_embeds.device, inputs_embeds.dtype)
+        placeholders = (input_ids == self.audio_token_id(model)).to(inputs_embeds.device)
+        inputs_embeds = inputs_embeds.masked_scatter(placeholders.unsqueeze(-1), audio)
+        return {
+            "inputs_embeds": inputs_embeds,
+            "attention_mask": attention_mask,
+            "position_ids": call.get("position_ids"),
+        }
+
+
+class _QwenOmniThinkerAdapter(FamilyAdapter):
+    """The Qwen Omni thinkers: M-RoPE positions; audio-only prompts give three equal 1D rows."""
+
+    audio_inputs = ("input_features", "feature_attention_mask")
+    position_scheme = "mrope"
+    generation_auto_classes = ("AutoModelForMultimodalLM", "AutoModelForImageTextToText")
+
+    def compact_positions(self, model, input_ids, attention_mask):
+        # The family's own rule for a prompt without images or video: three equal rows of
+        # attention_mask.cumsum - 1 (padding 1). Explicit, because with `inputs_embeds` alone the stock
+        # forward would reuse `rope_deltas` left over from an earlier call.
+        positions, _ = model.model.get_rope_index(input_ids, attention_mask=attention_mask)
+        return positions
+
+
+class Qwen2_5OmniThinkerAdapter(_QwenOmniThinkerAdapter):
+    """Qwen2.5-Omni's thinker (never the talker): 40 ms tokens, 750 per 30 s."""
+
+    model_type = "qwen2_5_omni_thinker"
+    stock_class = "Qwen2_5OmniThinkerForConditionalGeneration"
+    pruning_class = "Qwen2_5OmniThinkerSpeechPruneForConditionalGeneration"
+    query_start_tokens = ("<|audio_eos|>",)
+    default_special_token_ids = {
+        **_QWEN_CHAT_IDS,
+        "<|AUDIO|>": 151646,
+        "<|audio_bos|>": 151647,
+        "<|audio_eos|>": 151648,
+    }
+    notes = "Qwen2.5-Omni thinker: 40 ms per token, 750 per 30 s, M-RoPE; prune the thinker, not the talker"
+
+
+class Qwen3OmniMoeThinkerAdapter(_QwenOmniThinkerAdapter):
+    """Qwen3-Omni-MoE's thinker: 13 tokens per second (390 per 30 s), q/k norms, interleaved M-RoPE."""
+
+    model_type = "qwen3_omni_moe_thinker"
+    stock_class = "Qwen3OmniMoeThinkerForConditionalGeneration"
+    pruning_class = "Qwen3OmniMoeThinkerSpeechPruneForConditionalGeneration"
+    seconds_per_token = 1 / 13
+    tokens_per_window = 390
+    query_start_tokens = ("<|audio_end|>",)
+    default_special_token_ids = {
+        **_QWEN_CHAT_IDS,
+        "<|audio_start|>": 151669,
+        "<|audio_end|>": 151670,
+        "<|audio_pad|>": 151675,
+    }
+    notes = "Qwen3-Omni-MoE thinker: 13 tokens per second, 390 per 30 s, interleaved M-RoPE"
+
+
+class AudioFlamingo3Adapter(FamilyAdapter):
+    """AudioFlamingo3: a Whisper encoder on 30 s windows (750 tokens each), Qwen2.5 language model."""
+
+    model_type = "audioflamingo3"
+    stock_class = "AudioFlamingo3ForConditionalGeneration"
+    pruning_class = "AudioFlamingo3SpeechPruneForConditionalGeneration"
+    audio_inputs = ("input_features", "input_features_mask")
+    generation_auto_classes = ("AutoModelForSeq2SeqLM",)
+    query_start_tokens = ("<sound>",)
+    default_special_token_ids = {**_QWEN_CHAT_IDS, "<sound>": 151669}
+    notes = "AudioFlamingo3: 40 ms per token, 750 per 30 s window, up to 600 s"
+
+
+class MusicFlamingoAdapter(AudioFlamingo3Adapter):
+    """MusicFlamingo: as AudioFlamingo3, with a rotary time embedding on the audio (built by the stock forward)."""
+
+    model_type = "musicflamingo"
+    stock_class = "MusicFlamingoForConditionalGeneration"
+    pruning_class = "MusicFlamingoSpeechPruneForConditionalGeneration"
+    query_start_tokens = ("<|sound_eos|>",)
+    default_special_token_ids = {**_QWEN_CHAT_IDS, "<sound>": 151669, "<|sound_bos|>": 151670, "<|sound_eos|>": 151671}
+    notes = "MusicFlamingo: 40 ms per token, 750 per 30 s window, up to 1200 s"
+
+
+class VoxtralAdapter(FamilyAdapter):
+    """Voxtral: independent 30 s chunks of 375 tokens (80 ms each, the last chunk's padding included), Llama LM."""
+
+    model_type = "voxtral"
+    stock_class = "VoxtralForConditionalGeneration"
+    pruning_class = "VoxtralSpeechPruneForConditionalGeneration"
+    seconds_per_token = 0.08
+    tokens_per_window = 375
+    audio_inputs = ("input_features",)
+    generation_auto_classes = ("AutoModelForMultimodalLM", "AutoModelForSeq2SeqLM", "AutoModelForSpeechSeq2Seq")
+    # Voxtral's instruct layout: <s>[INST][BEGIN_AUDIO][AUDIO]...[AUDIO]{text}[/INST]; the text after the
+    # last placeholder is the user's.
+    query_start_tokens = ("[AUDIO]",)
+    query_end_token = "[/INST]"
+    default_special_token_ids = {"<s>": 1, "</s>": 2, "[INST]": 3, "[/INST]": 4, "[AUDIO]": 24, "[BEGIN_AUDIO]": 25}
+    notes = "Voxtral: 80 ms per token, 375 per 30 s chunk (any length; padding of the last chunk included)"
+
+
+class Gemma4Adapter(FamilyAdapter):
+    """Gemma 4: 40 ms tokens, at most 750 per clip (30 s, the model's cap); a second per-position input.
+
+    The stock forward hands its language model ``per_layer_inputs`` ``(batch, seq, layers, width)``
+    beside the embeddings (looked up from the ids, with the pad token at multimodal positions); they lose
+    the same positions as the embeddings. Layer 0 is a sliding layer whose head width (256 in the
+    release) differs from the global layers' (512): phase 2 takes it from that layer.
+    """
+
+    model_type = "gemma4"
+    stock_class = "Gemma4ForConditionalGeneration"
+    pruning_class = "Gemma4SpeechPruneForConditionalGeneration"
+    audio_inputs = ("input_features", "input_features_mask")
+    per_position_inputs = ("per_layer_inputs",)
+    generation_auto_classes = ("AutoModelForCausalLM", "AutoModelForImageTextToText")
+    query_start_tokens = ("<audio|>",)
+    query_end_token = "<turn|>"
+    default_special_token_ids = {
+        "<pad>": 0,
+        "<eos>": 1,
+        "<bos>": 2,
+        "<|turn>": 105,
+        "<turn|>": 106,
+        "<|audio>": 256000,
+        "<|audio|>": 258881,
+        "<audio|>": 258883,
+    }
+    notes = "Gemma 4: 40 ms per token, at most 750 per clip (30 s, the model's cap); per_layer_inputs pruned alike"
+
+    def capture(self, model, stock_forward, call: dict) -> dict:
+        """The stock capture, made independent of the attention kernel and of the batch layout.
+
+        Gemma 4's forward builds its per-layer-type masks itself (for the loaded kernel) and passes one
+        ``(1, seq)`` row of positions; the language model builds the same masks from the caller's 2-D
+        mask for any kernel (``llm_attention`` runs eager), and the positions are made one row per sample.
+        """
+        captured = super().capture(model, stock_forward, call)
+        if isinstance(captured.get("attention_mask"), dict):
+            captured["attention_mask"] = call.get("attention_mask")
+        positions, embeds = captured.get("position_ids"), captured["inputs_embeds"]
+        if positions is not None and positions.shape[0] == 1 < embeds.shape[0]:
+            captured["position_ids"] = positions.expand(embeds.shape[0], -1)
+        return captured
+
+
+ADAPTERS = {
+    adapter.model_type: adapter
+    for adapter in (
+        Qwen2AudioAdapter(),
+        Qwen2_5OmniThinkerAdapter(),
+        Qwen3OmniMoeThinkerAdapter(),
+        AudioFlamingo3Adapter(),
+        MusicFlamingoAdapter(),
+        VoxtralAdapter(),
+        Gemma4Adapter(),
+    )
+}
+
+# Families that cannot be pruned the SpeechPrune way, and why (model_type -> reason).
+UNSUPPORTED = {
+    **dict.fromkeys(
+        ("voxtral_realtime", "kyutai_speech_to_text", "moshi"),
+        "audio is added to time-aligned text positions; there are no audio placeholder tokens to prune",
+    ),
+    **dict.fromkeys(
+        ("csm", "higgs_audio_v2", "vibevoice"),
+        "the model's output is audio, not text read from audio placeholders",
+    ),
+    **dict.fromkeys(
+        ("qwen2_5_omni", "qwen3_omni_moe"),
+        "the full Omni model also produces audio: prune its thinker (`model.thinker`), the part that reads audio",
+    ),
+}
+
+
+def adapter_for(model_type: str) -> FamilyAdapter:
+    """The adapter for a stock ``model_type`` (or a pruning config's ``<type>_speechprune``), else a ``ValueError``."""
+    base = model_type.removesuffix("_speechprune")
+    if base in ADAPTERS:
+        return ADAPTERS[base]
+    reason = UNSUPPORTED.get(base, "this family is not adapted yet")
+    raise ValueError(f"model_type {base!r} cannot be pruned: {reason} (supported: {', '.join(sorted(ADAPTERS))})")
+
+
+__all__ = ["FamilyAdapter", "ADAPTERS", "UNSUPPORTED", "adapter_for"]
