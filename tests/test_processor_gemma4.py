@@ -107,7 +107,7 @@ def test_outputs_feed_the_stock_model(processor):
 
 
 def test_placeholder_and_clip_counts_must_agree(processor):
-    with pytest.raises(ValueError, match="holds 1 <\\|audio\\|> but 2 clips"):
+    with pytest.raises(ValueError, match="holds 1 <\\|audio\\|> but 2 recordings"):
         processor(text=processor.spiral_prompt(*PROMPT_ARGS), audio=[_wave(1), _wave(1)], sampling_rate=16000)
     with pytest.raises(ValueError, match="no audio was given"):
         processor(text=processor.spiral_prompt(*PROMPT_ARGS))

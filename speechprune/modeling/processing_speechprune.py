@@ -229,6 +229,28 @@ def spiral_messages(question: str, choices: list[str]) -> list[dict]:
     return [{"role": "user", "content": content}]
 
 
+def prompts_and_recordings(text, audio, sampling_rate, placeholder: str) -> tuple[list[str], list]:
+    """The prompts as a list and the checked recordings (``audio_input.check_recordings``), one per ``placeholder``.
+
+    Raises ``ValueError`` when ``text`` is missing or not strings, or when the placeholders in the
+    prompts and the recordings given do not pair up (no audio for placeholders included).
+    """
+    if text is None:
+        raise ValueError(f"text is required: the prompt that holds one {placeholder} per recording")
+    texts = [text] if isinstance(text, str) else list(text)
+    if not all(isinstance(t, str) for t in texts):
+        raise ValueError("text must be a string or a list of strings")
+    placeholders = sum(t.count(placeholder) for t in texts)
+    if audio is None:
+        if placeholders:
+            raise ValueError(f"text holds {placeholder} placeholders but no audio was given")
+        return texts, []
+    recordings = check_recordings(audio, sampling_rate)
+    if len(recordings) != placeholders:
+        raise ValueError(f"text holds {placeholders} {placeholder} but {len(recordings)} recordings were given")
+    return texts, recordings
+
+
 def _check_query(query) -> None:
     if query not in ("user_text", "question"):
         raise ValueError(f"query must be 'user_text' or 'question', got {query!r}")

@@ -32,8 +32,8 @@ from __future__ import annotations
 import numpy as np
 from transformers import BatchFeature, ProcessorMixin
 
-from .audio_input import SAMPLING_RATE, check_recordings
-from .processing_speechprune import _check_query, _query_mask, spiral_messages
+from .audio_input import SAMPLING_RATE
+from .processing_speechprune import _check_query, _query_mask, prompts_and_recordings, spiral_messages
 
 MAX_CLIP_SAMPLES = 30 * SAMPLING_RATE
 
@@ -102,18 +102,8 @@ class Gemma4SpeechPruneProcessor(ProcessorMixin):
         """
         query = self.query if query is None else query
         _check_query(query)
-        if text is None:
-            raise ValueError(f"text is required: the prompt that holds one {self.audio_token} per clip")
-        texts = [text] if isinstance(text, str) else list(text)
-        placeholders = sum(t.count(self.audio_token) for t in texts)
-        audio_inputs, counts = {}, []
-        if audio is not None:
-            clips = check_recordings(audio, sampling_rate)
-            if len(clips) != placeholders:
-                raise ValueError(f"text holds {placeholders} {self.audio_token} but {len(clips)} clips were given")
-            audio_inputs, counts = self._featurize(clips)
-        elif placeholders:
-            raise ValueError(f"text holds {self.audio_token} placeholders but no audio was given")
+        texts, clips = prompts_and_recordings(text, audio, sampling_rate, self.audio_token)
+        audio_inputs, counts = self._featurize(clips) if clips else ({}, [])
         texts = self._expand(texts, counts)
         encoded = self.tokenizer(
             texts,

@@ -38,8 +38,8 @@ import re
 import numpy as np
 from transformers import BatchFeature, ProcessorMixin
 
-from .audio_input import SAMPLING_RATE, check_recordings
-from .processing_speechprune import _check_query, _query_mask, spiral_messages
+from .audio_input import SAMPLING_RATE
+from .processing_speechprune import _check_query, _query_mask, prompts_and_recordings, spiral_messages
 
 CHUNK_SAMPLES = 30 * SAMPLING_RATE
 TOKENS_PER_CHUNK = 375
@@ -129,21 +129,10 @@ class VoxtralSpeechPruneProcessor(ProcessorMixin):
             )
         query = self.query if query is None else query
         _check_query(query)
-        if text is None:
-            raise ValueError(f"text is required: the prompt that holds one {self.audio_token} per recording")
-        texts = [text] if isinstance(text, str) else list(text)
-        placeholders = sum(t.count(self.audio_token) for t in texts)
-        audio_inputs, counts = {}, []
-        if audio is not None:
-            recordings = check_recordings(audio, sampling_rate)
-            if len(recordings) != placeholders:
-                raise ValueError(
-                    f"text holds {placeholders} {self.audio_token} but {len(recordings)} recordings were given"
-                )
+        texts, recordings = prompts_and_recordings(text, audio, sampling_rate, self.audio_token)
+        audio_inputs, counts = {}, [audio_token_count(len(w)) for w in recordings]
+        if recordings:
             audio_inputs = {"input_features": np.concatenate([self._chunk_features(w) for w in recordings])}
-            counts = [audio_token_count(len(w)) for w in recordings]
-        elif placeholders:
-            raise ValueError(f"text holds {self.audio_token} placeholders but no audio was given")
         remaining = iter(counts)
         texts = [re.sub(re.escape(self.audio_token), lambda _: self.audio_token * next(remaining), t) for t in texts]
         rows = [self._encode(t) for t in texts]
