@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 from huggingface_hub import ModelCard, ModelCardData
 
+from speechprune.cli import RATE_MEANING
+from speechprune.errors import UsageError
 from speechprune.modeling.configuration_speechprune import (
     FALLBACK_RULE_TOKENS,
     QUERY_MODES,
@@ -31,6 +33,7 @@ from speechprune.modeling.configuration_speechprune import (
 from speechprune.modeling.families import adapter_for
 from speechprune.modeling.modeling_speechprune import POSITION_MODES, validate_settings
 from speechprune.modeling.pruning import METHODS
+from speechprune.sources import hub_failure, local_or_hub
 
 CARD_TEMPLATE = Path(__file__).resolve().parent / "hub_cards" / "speechprune_model_card.md"
 
@@ -46,7 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--seed", type=int, default=0, help="weight seed of --base tiny")
     parser.add_argument("--pruning-method", default="speechprune", choices=[*METHODS, "none"])
-    parser.add_argument("--pruning-rate", type=float, default=0.2, help="fraction of audio tokens removed, in [0, 1)")
+    parser.add_argument("--pruning-rate", type=float, default=0.2, help=f"pruning rate (default 0.2); {RATE_MEANING}")
     parser.add_argument("--phase1-tokens", type=int, default=None, help="default: the family's 30 s of tokens")
     parser.add_argument("--tokens-per-frame", type=int, default=None, help="default: the family's 1 s of tokens")
     parser.add_argument("--phase1-temperature", type=float, default=1.0)
@@ -75,7 +78,12 @@ def pruning_settings(args, model_type: str = "qwen2_audio") -> dict:
     for name, value in adapter_for(model_type).default_settings().items():
         if settings[name] is None:
             settings[name] = value
-    return validate_settings(settings)
+    try:
+        return validate_settings(settings)
+    except ValueError as err:  # "pruning_rate must be ...": name the flag the user typed
+        name, _, what = str(err).partition(" ")
+        hint = f"; {RATE_MEANING}" if name == "pruning_rate" else ""
+        raise UsageError(f"--{name.replace('_', '-')}: {what}{hint}") from None
 
 
 def base_model_type(base: str, revision: str | None = None) -> str:
@@ -173,11 +181,19 @@ def render_card(model, base: str, settings: dict, repo_id: str, revision: str | 
 def export_model(args) -> Path:
     """Write the repo folder; return its path."""
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: {out} is a file; give a folder to write the model repo into")
     if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise ValueError(f"out: {out} is not empty (pass --overwrite to write into it)")
+        raise UsageError(f"--out: {out} is not empty; give an empty or new folder, or pass --overwrite")
     pruning_settings(args)  # refuse bad settings before loading anything
-    settings = pruning_settings(args, base_model_type(args.base, args.revision))
-    model, processor = load_base(args.base, settings, args.revision, args.dtype, args.seed)
+    hub = args.base != "tiny" and local_or_hub(args.base, "--base", "model folder", names=("tiny",)) is None
+    try:
+        settings = pruning_settings(args, base_model_type(args.base, args.revision))
+        model, processor = load_base(args.base, settings, args.revision, args.dtype, args.seed)
+    except OSError as err:
+        if not hub:
+            raise
+        raise hub_failure("--base", args.base, err) from None
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)  # safetensors, config with auto_map, generation config, code files
     if processor is not None:

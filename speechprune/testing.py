@@ -234,6 +234,18 @@ _TINY_TEXT = {
 }
 
 
+# The Omni thinkers' tiny audio encoder (real geometry: 128 mel bins) and vision tower (unused by audio).
+_TINY_OMNI_AUDIO = {
+    "num_mel_bins": 128,
+    "encoder_layers": 1,
+    "encoder_attention_heads": 2,
+    "encoder_ffn_dim": 32,
+    "d_model": 16,
+    "output_dim": 64,
+}
+_TINY_OMNI_VISION = {"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 64}
+
+
 def tiny_family_config(model_type: str):
     """A tiny random config of a supported family with its real audio geometry (128 mel bins, 10 ms frames)."""
     import transformers
@@ -242,23 +254,8 @@ def tiny_family_config(model_type: str):
     placeholder = {"audioflamingo3": "<sound>", "musicflamingo": "<sound>"}.get(model_type)
     if model_type == "qwen2_5_omni_thinker":
         return transformers.Qwen2_5OmniThinkerConfig(
-            audio_config={
-                "num_mel_bins": 128,
-                "encoder_layers": 1,
-                "encoder_attention_heads": 2,
-                "encoder_ffn_dim": 32,
-                "d_model": 16,
-                "output_dim": 64,
-                "n_window": 100,
-            },
-            vision_config={
-                "depth": 1,
-                "hidden_size": 16,
-                "intermediate_size": 16,
-                "num_heads": 2,
-                "out_hidden_size": 64,
-                "fullatt_block_indexes": [0],
-            },
+            audio_config={**_TINY_OMNI_AUDIO, "n_window": 100},
+            vision_config={**_TINY_OMNI_VISION, "fullatt_block_indexes": [0]},
             text_config={
                 **_TINY_TEXT,
                 "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
@@ -272,23 +269,8 @@ def tiny_family_config(model_type: str):
         )
     if model_type == "qwen3_omni_moe_thinker":
         return transformers.Qwen3OmniMoeThinkerConfig(
-            audio_config={
-                "num_mel_bins": 128,
-                "encoder_layers": 1,
-                "encoder_attention_heads": 2,
-                "encoder_ffn_dim": 32,
-                "d_model": 16,
-                "output_dim": 64,
-                "downsample_hidden_size": 8,
-            },
-            vision_config={
-                "depth": 1,
-                "hidden_size": 16,
-                "intermediate_size": 16,
-                "num_heads": 2,
-                "out_hidden_size": 64,
-                "deepstack_visual_indexes": [0],
-            },
+            audio_config={**_TINY_OMNI_AUDIO, "downsample_hidden_size": 8},
+            vision_config={**_TINY_OMNI_VISION, "deepstack_visual_indexes": [0]},
             text_config={
                 **_TINY_TEXT,
                 "moe_intermediate_size": 32,
@@ -353,8 +335,6 @@ def tiny_family(model_type: str, seed: int = 0, **settings):
         model = getattr(transformers, ADAPTERS[model_type].stock_class)(config)
     model.generation_config.pad_token_id = 590
     model.generation_config.eos_token_id = 592
-    if model_type in ("voxtral", "gemma4"):  # their end-of-turn token is 592 too; nothing else to set
-        model.generation_config.bos_token_id = 590
     model.eval()
     if settings:
         import speechprune
@@ -417,9 +397,6 @@ def tiny_family_inputs(model, seconds, seed: int = 0, question: tuple = (20, 21,
         rows.append(head + list(question) + tail)
         queries.append([False] * len(head) + [True] * len(question) + [False] * len(tail))
     return _left_padded(rows, queries, pad=tokens["<|endoftext|>"]) | audio
-
-
-
 
 
 # --- Voxtral and Gemma 4 -------------------------------------------------------------------------

@@ -242,3 +242,5 @@ def test_the_model_refuses_misspelt_per_call_settings_and_takes_the_new_ones():
     assert model.last_selection[0]["num_kept"] == pruning.final_count(tokens, 0.5)
     with pytest.raises(ValueError, match="dart_pivots"):
         model(**inputs, pruning_method="dart", dart_pivots=0)
+    with pytest.raises(ValueError, match="positions"):  # not yet built here: refused, never ignored
+        model(**inputs, positions="original")

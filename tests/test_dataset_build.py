@@ -19,6 +19,7 @@ from speechprune.dataset_script import build as build_module
 from speechprune.dataset_script.build import BuildStateError, build_spiral
 from speechprune.dataset_script.records import parse_record
 from speechprune.dataset_script.tts import EspeakEngine
+from speechprune.errors import UsageError
 
 IDS = ["lecture_0", "lecture_3", "meeting_1", "meeting_6"]  # lecture_3 and meeting_1 are in the official SPIRAL-H
 HARD_IDS = ["meeting_1", "conversation_1", "lecture_3"]  # the official SPIRAL-H ids among the first 12 samples
@@ -236,6 +237,6 @@ def test_free_space_is_checked_before_anything_is_written(tmp_path, monkeypatch)
         free = 10_000_000
 
     monkeypatch.setattr(build_module.shutil, "disk_usage", lambda path: Usage)
-    with pytest.raises(OSError, match="not enough free disk space"):
+    with pytest.raises(UsageError, match="--out: not enough free disk space"):
         build_spiral(SAMPLE_ANNOTATIONS, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()

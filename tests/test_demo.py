@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from speechprune.evaluation import demo
+from speechprune import cli
+from speechprune.evaluation import demo, report
 
 
 def test_packaged_annotations_are_balanced_published_records():
@@ -49,3 +50,20 @@ def test_demo_runs_reuses_its_dataset_and_says_what_is_real(tmp_path, capsys):
 
     second = demo.run_demo(tmp_path, **small)
     assert (second["summary"]["made"], second["summary"]["reused"]) == (0, 2)
+
+    # --output: a folder of the user's; the demo says where it wrote, and never replaces a folder of someone else's
+    output = tmp_path / "my-demo"
+    code = cli.main(
+        ["demo", "--output", str(output), "--dialogues", "2", "--methods", "original", "--rates", "0.8"]
+    )  # the same two dialogues: reused from the cache
+    printed = capsys.readouterr().out
+    assert code == 0 and f"wrote everything into {output}" in printed
+    assert (output / "results.json").is_file() and (output / demo.DEMO_MARKER).is_file()
+    assert report.random_weights(json.loads((output / "results.json").read_text()))  # caveat on the figure
+    assert cli.main(["demo", "--output", str(output), "--dialogues", "2", "--methods", "original"]) == 0  # replaced
+    capsys.readouterr()
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("keep")
+    assert cli.main(["demo", "--output", str(theirs), "--dialogues", "2"]) == 2
+    assert "holds no earlier demo" in capsys.readouterr().err and (theirs / "notes.txt").read_text() == "keep"

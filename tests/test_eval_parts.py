@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from speechprune.errors import UsageError
 from speechprune.evaluation import (
     checkpoint,
     evaluator,
@@ -95,15 +96,19 @@ def test_record_log_and_tail_repair(tmp_path):
     path = checkpoint.rank_file(tmp_path, 3)
     assert path.name == "rank-00003.jsonl"
     records = [{"id": f"s{i}", "method": "random", "rate": 0.2, "rotation": 0} for i in range(3)]
-    with fileio.JsonlAppender(path) as log:
+    stamp = checkpoint.run_hash({"seed": 0})
+    with checkpoint.RecordLog(path, stamp) as log:
         for record in records:
             log.append(record)
     assert fileio.repair_tail(path) is False  # nothing to cut
     with path.open("a") as f:
         f.write('{"id": "s3", "meth')
     assert fileio.repair_tail(path) is True
-    assert path.read_text().endswith("\n") and checkpoint.load_records(tmp_path) == records
-    with fileio.JsonlAppender(path) as log:  # appending after a repair continues the file cleanly
+    assert path.read_text().endswith("\n") and checkpoint.load_records(tmp_path, stamp) == records
+    assert all(json.loads(line)["run"] == stamp for line in path.read_text().splitlines())
+    with pytest.raises(UsageError, match=r"3 in rank-00003.jsonl"):  # another run's stamp
+        checkpoint.load_records(tmp_path, checkpoint.run_hash({"seed": 1}))
+    with checkpoint.RecordLog(path, stamp) as log:  # appending after a repair continues the file cleanly
         log.append({"id": "s3"})
     assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["s0", "s1", "s2", "s3"]
 

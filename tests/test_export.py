@@ -100,7 +100,7 @@ def test_export_from_a_stock_checkpoint_folder(tmp_path):
 
 
 def test_refuses_bad_settings_and_a_non_empty_folder(tmp_path):
-    with pytest.raises(ValueError, match="pruning_rate"):
+    with pytest.raises(ValueError, match="--pruning-rate"):
         export_model.export_model(parse("--base", "tiny", "--out", str(tmp_path / "a"), "--pruning-rate", "1.5"))
     busy = tmp_path / "busy"
     busy.mkdir()

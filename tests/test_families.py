@@ -311,3 +311,17 @@ def test_oracle_keeps_the_key_tokens_from_the_given_key_times(family):
         assert set(key.tolist()) <= set(out.selection[b]["kept"].tolist())  # every key token fits here
     with pytest.raises(ValueError, match="key times"):
         model(**batch, pruning_method="oracle")
+
+
+def test_without_query_mask_the_family_fallback_rule_finds_the_question(family):
+    _, model = models(family)
+    batch = inputs(family, 40.0, 12.0)
+    without = {k: v for k, v in batch.items() if k != "query_mask"}
+    with torch.no_grad():
+        given = model(**batch).selection
+        found = model(**without).selection
+    assert all(torch.equal(a["kept"], b["kept"]) for a, b in zip(given, found))
+    bad = speechprune.prune(tiny_family(family), pruning_method="speechprune")
+    bad.config.special_token_ids = {}  # nothing to find the template by: refuse rather than guess
+    with pytest.raises(ValueError, match="query_mask is missing"):
+        bad(**without)

@@ -590,3 +590,67 @@ def test_llm_attention_ranks_by_the_stock_eager_attention_of_that_layer(model, p
         )
     with pytest.raises(ValueError, match="attention_layer"):
         model(**batch, pruning_method="llm_attention", attention_layer=2)  # the tiny model has 2 layers
+
+
+# ------------------------------------------------------------------------------------------------
+# speechprune.prune / unprune on a loaded stock Qwen2-Audio, and the package's public names
+
+
+def test_prune_a_loaded_stock_model_selects_as_the_pruning_class(model, processor, tmp_path):
+    from transformers import AutoModel, Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
+
+    import speechprune
+
+    stock = tiny_qwen2_audio(seed=0)[0]
+    stock.config.special_token_ids = dict(model.config.special_token_ids)  # the tiny tokenizer's ids
+    weight = stock.lm_head.weight
+    pruned = speechprune.prune(stock, pruning_method="speechprune", pruning_rate=0.4)
+    assert pruned is stock and pruned.lm_head.weight is weight and type(pruned) is type(model)
+    inputs = spiral_inputs(processor, (45, 1))
+    with torch.no_grad():
+        ours, theirs = pruned(**inputs), model(**inputs, pruning_method="speechprune", pruning_rate=0.4)
+    assert torch.equal(ours.selection[0]["kept"], theirs.selection[0]["kept"])
+    assert torch.equal(ours.logits, theirs.logits)
+    pruned.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
+    assert type(loaded).__name__ == "Qwen2AudioSpeechPruneForConditionalGeneration"
+    assert (loaded.config.model_type, loaded.config.pruning_rate) == ("qwen2_audio_speechprune", 0.4)
+    speechprune.unprune(pruned)
+    assert type(pruned) is Qwen2AudioForConditionalGeneration and type(pruned.config) is Qwen2AudioConfig
+    assert "pruning_method" not in pruned.config.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("config_class", "reason"),
+    [
+        ("MoshiConfig", "no audio placeholder tokens"),
+        ("CsmConfig", "output is audio"),
+        ("Qwen2_5OmniConfig", "thinker"),
+        ("LlamaConfig", "not adapted yet"),
+    ],
+)
+def test_an_unsupported_model_names_its_type_and_why(config_class, reason):
+    import transformers
+
+    import speechprune
+    from speechprune.errors import UsageError
+
+    class Loaded:
+        config = getattr(transformers, config_class)()
+
+    with pytest.raises(UsageError, match=f"model_type '{Loaded.config.model_type}' cannot be pruned.*{reason}"):
+        speechprune.prune(Loaded())
+
+
+def test_import_speechprune_is_light_and_exports_the_public_names():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, speechprune; heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules); "
+        "names = [speechprune.prune, speechprune.unprune, speechprune.supported_families, "
+        "speechprune.SpeechPruneConfig, speechprune.Qwen2AudioSpeechPruneForConditionalGeneration, "
+        "speechprune.SpeechPruneProcessor]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -94,19 +94,14 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def child(exported):
     root, repo = exported
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_MODULES_CACHE": str(root / "modules"),
-        "PYTHONPATH": "",
-    }
+    return run_offline(root, CHILD, str(repo), str(root / "stock"))
+
+
+def run_offline(root, code, *args):
+    """Run ``code`` in a fresh, offline Python without this checkout on its path; its last line as JSON."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(root / "modules"), "PYTHONPATH": ""}
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(repo), str(root / "stock")],
-        env=env,
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, "-c", code, *args], env=env, cwd=root, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -220,6 +215,7 @@ FAMILY_CHILD = textwrap.dedent(
 def family_child(tmp_path_factory):
     import speechprune
     from speechprune.modeling.families import ADAPTERS
+    from speechprune.modeling.modeling_speechprune import PRUNING_CLASSES
     from speechprune.testing import TINY_FAMILIES, tiny_family, tiny_family_inputs
 
     root = tmp_path_factory.mktemp("families")
@@ -230,21 +226,13 @@ def family_child(tmp_path_factory):
         model.save_pretrained(repo)
         inputs = tiny_family_inputs(model, [35.0, 8.0], seed=3)
         torch.save(inputs, repo / "inputs.pt")
+        # The installed class loaded from the same folder (loading picks the same kernels, e.g. MoE experts').
+        installed = PRUNING_CLASSES[family].from_pretrained(repo)
         with torch.no_grad():
-            out = model(**inputs)
-        expected[family] = (out, model.generate(**inputs, max_new_tokens=3, do_sample=False))
+            out = installed(**inputs)
+        expected[family] = (out, installed.generate(**inputs, max_new_tokens=3, do_sample=False))
         jobs.append((family, str(repo), list(ADAPTERS[family].generation_auto_classes)))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(root / "modules"), "PYTHONPATH": ""}
-    result = subprocess.run(
-        [sys.executable, "-c", FAMILY_CHILD, json.dumps(jobs)],
-        env=env,
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads(result.stdout.strip().splitlines()[-1]), expected
+    return run_offline(root, FAMILY_CHILD, json.dumps(jobs)), expected
 
 
 @pytest.mark.slow

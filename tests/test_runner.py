@@ -48,6 +48,13 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def read_rank_file(path: Path) -> list[dict]:
+    """The records of a rank file, checked to carry one run stamp, without it (records in memory have none)."""
+    records = read_jsonl(path)
+    assert len({r.pop(checkpoint.RUN_FIELD) for r in records}) <= 1
+    return records
+
+
 def untimed_results(path: Path) -> dict:
     doc = json.loads(path.read_text())
     return {
@@ -204,10 +211,10 @@ def test_resume_after_kill_equals_uninterrupted(base_run, spiral_small, tmp_path
 
     records = runner.evaluate(eval_args(spiral_small, tmp_path, *BASE))["records"]
     assert without_measurements(records) == without_measurements(base_run["records"])
-    assert without_measurements(read_jsonl(rank_file)[:kept_lines]) == without_measurements(
+    assert without_measurements(read_rank_file(rank_file)[:kept_lines]) == without_measurements(
         base_run["records"][:kept_lines]
     )
-    assert len(read_jsonl(rank_file)) == len(records)  # the cut line dropped, nothing redone, nothing lost
+    assert len(read_rank_file(rank_file)) == len(records)  # the cut line dropped, nothing redone, nothing lost
     assert untimed_results(tmp_path / "results.json") == untimed_results(base_run["output"] / "results.json")
 
 
@@ -220,13 +227,13 @@ def test_a_crash_leaves_a_resumable_prefix(spiral_small, tmp_path, monkeypatch):
         if len(written) == 1:
             raise KeyboardInterrupt("simulated kill")
         append(self, record)
-        written.append(record)
+        written.append({k: v for k, v in record.items() if k != checkpoint.RUN_FIELD})  # as kept in memory
 
     monkeypatch.setattr(fileio.JsonlAppender, "append", dying_append)
     args = ["--methods", "original,random", "--rates", "0.5", "--limit", "1"]
     with pytest.raises(KeyboardInterrupt):
         runner.evaluate(eval_args(spiral_small, tmp_path, *args))
-    assert read_jsonl(checkpoint.rank_file(tmp_path, 0)) == written
+    assert read_rank_file(checkpoint.rank_file(tmp_path, 0)) == written
     monkeypatch.setattr(fileio.JsonlAppender, "append", append)
     records = runner.evaluate(eval_args(spiral_small, tmp_path, *args))["records"]
     assert records[:1] == written and len(records) == 2
@@ -292,3 +299,60 @@ def test_same_named_dataset_folders_do_not_share_a_cache(spiral_small, tmp_path)
     assert list(load_spiral(str(b), "spiral")["id"]) == ["lecture_0"]
     pq.write_table(pq.read_table(next((a / "data" / "spiral").glob("*.parquet"))).slice(1, 2), shard)  # rebuilt
     assert list(load_spiral(str(b), "spiral")["id"]) == ["meeting_0", "conversation_0"]
+
+
+def _eval_cli(dataset: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        "eval",
+        "--model",
+        "tiny",
+        "--dataset",
+        str(dataset),
+        "--config",
+        "spiral",
+        "--output",
+        str(output),
+        *extra,
+    ]
+
+
+def _one_line(capsys, code: int, *expected: str) -> None:
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert all(text in err for text in expected), err
+
+
+def test_nothing_is_mixed_or_overwritten(base_run, spiral_small, tmp_path, capsys):
+    from speechprune import cli
+
+    # a resume with other arguments: one line naming the difference
+    _one_line(capsys, cli.main(_eval_cli(spiral_small, base_run["output"], *BASE, "--seed", "1")), "seed: stored 0")
+
+    # records of a --seed 0 run without their run_config.json: a --seed 1 run refuses them, nothing is written
+    mixed = tmp_path / "mixed"
+    shutil.copytree(base_run["output"] / "records", mixed / "records")
+    before = (mixed / "records" / "rank-00000.jsonl").read_bytes()
+    code = cli.main(_eval_cli(spiral_small, mixed, *BASE, "--seed", "1"))
+    _one_line(capsys, code, "records made with other settings", "rank-00000.jsonl")
+    assert (mixed / "records" / "rank-00000.jsonl").read_bytes() == before and not (mixed / "results.json").exists()
+
+    # the same records and the arguments that made them: they are proven to be this run's, and nothing is left
+    assert cli.main(_eval_cli(spiral_small, mixed, *BASE)) == 0
+    assert "nothing left to do" in capsys.readouterr().out
+    assert untimed_results(mixed / "results.json") == untimed_results(base_run["output"] / "results.json")
+
+    # a folder holding something else is not overwritten; a file is no folder
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "results.json").write_text("mine")
+    _one_line(capsys, cli.main(_eval_cli(spiral_small, theirs, *BASE)), "holds no speechprune eval run")
+    assert (theirs / "results.json").read_text() == "mine"
+    _one_line(capsys, cli.main(_eval_cli(spiral_small, theirs / "results.json", *BASE)), "is a file")
+
+    # a cut-short run_config.json: named, not a JSONDecodeError
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / checkpoint.RUN_CONFIG).write_text((base_run["output"] / checkpoint.RUN_CONFIG).read_text()[:40])
+    _one_line(
+        capsys, cli.main(_eval_cli(spiral_small, cut, *BASE)), f"{cut / checkpoint.RUN_CONFIG} is not valid JSON"
+    )

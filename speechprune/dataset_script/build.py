@@ -16,9 +16,8 @@ shards from the written ones, then the card. A build killed at any point and sta
 same arguments skips all finished dialogues and shards and ends with the same files, byte for byte, as an
 uninterrupted build, because every dialogue's audio depends only on the dialogue.
 
-Example:
-    $ speechprune build-spiral --annotations ../shared/spiral/data.jsonl --hard ../shared/spiral/data_h.jsonl \\
-          --out spiral --workers 2
+Example (without ``--annotations`` the published files are fetched once and cached, see ``published``):
+    $ speechprune build-spiral --out spiral --workers 2
     >>> from datasets import load_dataset  # doctest: +SKIP
     >>> from speechprune.evaluation.loading import local_cache_dir  # doctest: +SKIP
     >>> cache = str(local_cache_dir("spiral"))  # datasets would cache a local folder by its name  # doctest: +SKIP
@@ -35,15 +34,18 @@ import json
 import multiprocessing
 import shlex
 import shutil
-import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from speechprune.cache import CACHE_VARIABLE
+from speechprune.errors import UsageError
 from speechprune.evaluation.fileio import atomic_write, write_jsonl
 
+from . import SAMPLE_ANNOTATIONS, published
 from . import card as card_module
 from . import shards as shard_io
 from .hard import read_id_list
@@ -68,7 +70,7 @@ ROWS_PER_SHARD = 64
 BYTES_PER_ROW = 2 * 24000 * 120
 
 
-class BuildStateError(RuntimeError):
+class BuildStateError(UsageError):
     """The output folder holds another build (other arguments or inputs) or something that is no build."""
 
 
@@ -130,20 +132,44 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _check_free_space(out: Path, rows: int, hard_rows: int) -> int:
-    """Raise OSError when the disk holding ``out`` cannot take the build; returns the bytes needed."""
-    # cache + spiral shards may coexist for a shard's worth of rows; hard shards copy their rows
-    needed = (rows + hard_rows + ROWS_PER_SHARD) * BYTES_PER_ROW
-    probe = out
+def _existing_ancestor(out: Path) -> Path:
+    probe = out.absolute()
     while not probe.exists():
         probe = probe.parent
+    return probe
+
+
+def _check_writable(out: Path) -> None:
+    """Raise UsageError unless a folder can be made where ``out`` goes (tried for real: as root, os.access lies)."""
+    probe = _existing_ancestor(out)
+    if probe == out.absolute() and not probe.is_dir():
+        raise UsageError(f"--out: {out} is a file; give a folder (absent, empty, or a build to resume)")
+    try:
+        shutil.rmtree(tempfile.mkdtemp(prefix=".speechprune-probe-", dir=probe))
+    except OSError as err:
+        raise UsageError(f"--out: cannot write under {probe} ({err.strerror}); give a writable folder") from None
+
+
+def _check_free_space(out: Path, rows: int, hard_rows: int) -> int:
+    """Raise UsageError when the disk holding ``out`` cannot take the build; returns the bytes needed."""
+    # cache + spiral shards may coexist for a shard's worth of rows; hard shards copy their rows
+    needed = (rows + hard_rows + ROWS_PER_SHARD) * BYTES_PER_ROW
+    probe = _existing_ancestor(out)
     free = shutil.disk_usage(probe).free
     if free < needed:
-        raise OSError(
-            f"not enough free disk space for {rows} rows (+{hard_rows} hard): need about {needed / 1e9:.1f} GB "
-            f"under {probe}, {free / 1e9:.1f} GB free"
+        raise UsageError(
+            f"--out: not enough free disk space for {rows} rows (+{hard_rows} hard): need about "
+            f"{needed / 1e9:.1f} GB under {probe}, {free / 1e9:.1f} GB free"
         )
     return needed
+
+
+def _write_rejects_only(out: Path, rejects: list[dict]) -> Path | None:
+    """When nothing can be built, still leave ``rejects.jsonl`` (in a new or empty --out, or our own build)."""
+    if out.exists() and any(out.iterdir()) and not (out / STATE_DIR).is_dir():
+        return None  # somebody else's folder: write nothing into it
+    out.mkdir(parents=True, exist_ok=True)
+    return write_jsonl(out / "rejects.jsonl", rejects)
 
 
 def _prepare_out(out: Path, fingerprint: str, settings: dict) -> Path:
@@ -234,7 +260,7 @@ def build_spiral(
     """Build the SPIRAL dataset folder ``out`` (see the module docstring); resumes a killed build.
 
     Args:
-        annotations: SPIRAL annotations (JSON lines, SPEC section 4), e.g. ``shared/spiral/data.jsonl``.
+        annotations: SPIRAL annotations (JSON lines, SPEC section 4), e.g. the published ``data.jsonl``.
         out: output folder; must be empty, absent, or an earlier run of this same build.
         hard: the hard subset: ``data_h.jsonl`` or an id list (``speechprune derive-hard``). Without it only the
             ``spiral`` config is written.
@@ -259,9 +285,12 @@ def build_spiral(
     start_time = time.perf_counter()
     annotations, out = Path(annotations), Path(out)
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise UsageError(f"--workers: expected at least 1, got {workers}")
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit: {limit} leaves no record to build; give at least 1, or leave it out")
     if not annotations.is_file():
-        raise ValueError(f"annotations file {annotations} does not exist")
+        raise UsageError(f"--annotations: no such file {annotations}")
+    _check_writable(out)
     records, rejects = read_annotations(annotations, limit=limit)
     records_in = len(records) + len(rejects)
     if wavs is not None:
@@ -282,12 +311,22 @@ def build_spiral(
         records = [r for r in records if r.id in wanted_set]
     hard_ids = read_id_list(hard) if hard is not None else None
     if not records:
-        raise ValueError(f"no valid record to build from {annotations} ({len(rejects)} rejected, see the summary)")
+        written = _write_rejects_only(out, rejects)
+        where = f"the reasons are in {written}" if written else f"nothing was written into {out}"
+        if wanted is not None and not_selected:
+            raise UsageError(
+                f"--ids: none of the {len(wanted)} ids of {ids} is among the {not_selected} valid records of "
+                f"{annotations} (e.g. {wanted[:3]}); {len(rejects)} records rejected, {where}"
+            )
+        raise UsageError(f"--annotations: no valid record in {annotations}: {len(rejects)} rejected, {where}")
 
     if wavs is not None:
         engine, settings = None, {"engine": "authors"}
     else:
-        engine = make_engine(tts, words_per_minute, voice_prompts)
+        try:
+            engine = make_engine(tts, words_per_minute, voice_prompts)
+        except RuntimeError as err:  # the optional engine is not installed: the message names the extra
+            raise UsageError(f"--tts: {err}") from None
         settings = engine.settings() | {
             "sentence_pause_s": list(SENTENCE_PAUSE_S),
             "turn_pause_s": list(TURN_PAUSE_S),
@@ -435,7 +474,17 @@ def _write_hard_shards(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--annotations", required=True, help="SPIRAL annotations, JSON lines (e.g. data.jsonl)")
+    parser.add_argument(
+        "--annotations",
+        help="SPIRAL annotations, JSON lines (e.g. data.jsonl). Default: the published data.jsonl and data_h.jsonl "
+        f"(downloaded once from github.com/{published.REPOSITORY}, sha256-checked, cached under "
+        f"${CACHE_VARIABLE}/{published.CACHE_SUBDIR}); then --hard defaults to data_h.jsonl",
+    )
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="instead of --annotations: the 24 published records packaged with speechprune (offline; a quick try)",
+    )
     parser.add_argument("--hard", help="hard subset: data_h.jsonl or an id list from `speechprune derive-hard`")
     parser.add_argument("--out", required=True, help="output folder (empty, absent, or a build to resume)")
     parser.add_argument("--tts", choices=("espeak", "styletts2"), default="espeak", help="speech engine")
@@ -477,31 +526,34 @@ def push_to_hub(out: str | Path, repo_id: str, private: bool = False) -> str:
 
 def main(args: argparse.Namespace) -> int:
     if args.push_to_hub and not args.i_have_the_right_to_publish:
-        print(
-            "build-spiral: refusing --push-to-hub without --i-have-the-right-to-publish. The SPIRAL authors state "
-            "no licence for their data; publish derived audio only if you have the right to.",
-            file=sys.stderr,
+        raise UsageError(
+            "--push-to-hub: refused without --i-have-the-right-to-publish; the SPIRAL authors state "
+            "no licence for their data, so publish derived audio only if you have the right to"
         )
-        return 2
-    try:
-        summary = build_spiral(
-            args.annotations,
-            args.out,
-            hard=args.hard,
-            tts=args.tts,
-            wavs=args.wavs,
-            limit=args.limit,
-            workers=args.workers,
-            ids=args.ids,
-            rows_per_shard=args.rows_per_shard,
-            words_per_minute=args.words_per_minute,
-            voice_prompts=args.voice_prompts,
-            repo_id=args.push_to_hub or "<user>/spiral",
-            progress=not args.no_progress,
-        )
-    except (BuildStateError, OSError, ValueError, RuntimeError) as err:
-        print(f"build-spiral: {err}", file=sys.stderr)
-        return 1
+    annotations, hard = args.annotations, args.hard
+    if args.sample:
+        if annotations is not None:
+            raise UsageError("--sample: it replaces --annotations; give one of the two")
+        annotations = SAMPLE_ANNOTATIONS
+    elif annotations is None:
+        fetched = published.fetch_published()
+        annotations, hard = fetched["data.jsonl"], hard or fetched["data_h.jsonl"]
+        print(f"annotations: the published SPIRAL files, checked by sha256, in {annotations.parent}")
+    summary = build_spiral(
+        annotations,
+        args.out,
+        hard=hard,
+        tts=args.tts,
+        wavs=args.wavs,
+        limit=args.limit,
+        workers=args.workers,
+        ids=args.ids,
+        rows_per_shard=args.rows_per_shard,
+        words_per_minute=args.words_per_minute,
+        voice_prompts=args.voice_prompts,
+        repo_id=args.push_to_hub or "<user>/spiral",
+        progress=not args.no_progress,
+    )
     extra = f" + {summary['not_selected']} not selected by --ids" if summary["not_selected"] else ""
     print(
         f"{summary['records_in']} records in = {summary['rows']} rows kept + {summary['rejects']} rejects{extra}; "

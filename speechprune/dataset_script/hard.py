@@ -22,6 +22,8 @@ import math
 import sys
 from pathlib import Path
 
+from speechprune.errors import UsageError
+
 
 def read_id_list(path: str | Path) -> list[str]:
     """The ids in ``path``: a JSON-lines file (``metadata.id`` or ``id`` of each object) or one id per line.
@@ -36,18 +38,29 @@ def read_id_list(path: str | Path) -> list[str]:
     ...     read_id_list(path)
     ['lecture_1', 'meeting_2']
     """
-    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
-    lines = [line for line in lines if line]
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such id list (give data_h.jsonl or a file from derive-hard)") from None
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path}: not UTF-8 text ({err}); an id list is JSON lines or one id per line") from None
+    numbered = [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
     ids: list[str] = []
-    if lines and lines[0].startswith("{"):
-        for number, line in enumerate(lines, start=1):
-            obj = json.loads(line)
-            value = obj.get("metadata", {}).get("id", obj.get("id")) if isinstance(obj, dict) else None
+    if numbered and numbered[0][1].startswith("{"):
+        for number, line in numbered:
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UsageError(f"{path}, line {number}: not valid JSON ({err}); was the file cut short?") from None
+            value = None
+            if isinstance(obj, dict):
+                metadata = obj.get("metadata")
+                value = metadata["id"] if isinstance(metadata, dict) and "id" in metadata else obj.get("id")
             if not isinstance(value, str):
-                raise ValueError(f"{path}: JSON line {number} has neither metadata.id nor id")
+                raise UsageError(f"{path}, line {number}: has neither metadata.id nor id")
             ids.append(value)
     else:
-        ids = [line for line in lines if not line.startswith("#")]
+        ids = [line for _, line in numbered if not line.startswith("#")]
     return list(dict.fromkeys(ids))
 
 
@@ -57,12 +70,12 @@ def _prediction_files(paths: list[str | Path]) -> list[Path]:
         if path.is_dir():
             found = sorted(path.rglob("*.jsonl"))
             if not found:
-                raise ValueError(f"predictions folder {path} holds no .jsonl file")
+                raise UsageError(f"--predictions: folder {path} holds no .jsonl file")
             files.extend(found)
         elif path.is_file():
             files.append(path)
         else:
-            raise ValueError(f"predictions path {path} does not exist")
+            raise UsageError(f"--predictions: {path} does not exist")
     return files
 
 
@@ -89,13 +102,18 @@ def derive_hard(
         ``samples`` (ids scored) and ``wrong`` (``len(ids)``), ``skipped_lines`` (cut-short lines).
 
     Raises:
-        ValueError: no records match, or the choice of run is ambiguous (the message lists the choices).
+        UsageError: no records match, the choice of run is ambiguous (the message lists the choices), or a
+            record is malformed (the message names the file and line): ``correct`` must be ``true`` or ``false``.
     """
     if isinstance(predictions, (str, Path)):
         predictions = [predictions]
     records, skipped = [], 0
     for path in _prediction_files(predictions):
-        for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise UsageError(f"--predictions: {path} is not UTF-8 text ({err})") from None
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -103,9 +121,15 @@ def derive_hard(
             except json.JSONDecodeError:
                 skipped += 1  # a line cut short by a killed run
                 continue
+            if not isinstance(record, dict):
+                raise UsageError(f"--predictions: {path}, line {number}: a record must be a JSON object")
             missing = [k for k in ("id", "method", "rate", "correct") if k not in record]
             if missing:
-                raise ValueError(f"{path}: a record lacks {', '.join(missing)}")
+                raise UsageError(f"--predictions: {path}, line {number}: the record lacks {', '.join(missing)}")
+            if not isinstance(record["correct"], bool):  # "false" or null would silently count as right/wrong
+                raise UsageError(
+                    f"--predictions: {path}, line {number}: correct is {record['correct']!r}; only true or false"
+                )
             records.append(record)
     if config is not None:
         records = [r for r in records if r.get("config", config) == config]
@@ -115,10 +139,10 @@ def derive_hard(
         records = [r for r in records if r["rate"] is not None and math.isclose(r["rate"], rate, abs_tol=1e-9)]
     runs = sorted({(r["method"], r["rate"]) for r in records}, key=lambda mr: (mr[0], mr[1] is not None, mr[1]))
     if not runs:
-        raise ValueError("no per-sample record matches the given --method/--rate/--config")
+        raise UsageError("--method: no per-sample record matches the given --method/--rate/--config")
     if len(runs) > 1:
         listed = ", ".join(f"{m}@{_rate_label(r)}" for m, r in runs)
-        raise ValueError(f"the predictions hold several runs ({listed}); pick one with --method and --rate")
+        raise UsageError(f"--method: the predictions hold several runs ({listed}); pick one with --method and --rate")
     correct: dict[str, bool] = {}
     for record in records:
         correct[record["id"]] = correct.get(record["id"], True) and bool(record["correct"])
@@ -137,16 +161,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        ids, info = derive_hard(args.predictions, method=args.method, rate=args.rate, config=args.config)
-    except ValueError as err:
-        print(f"derive-hard: {err}", file=sys.stderr)
-        return 2
+    out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(
+            f"--out: {out} is a folder; give the path of the id list to write, e.g. {out / 'hard_ids.txt'}"
+        )
+    ids, info = derive_hard(args.predictions, method=args.method, rate=args.rate, config=args.config)
     header = (
         f"# hard subset: ids answered wrongly by method={info['method']} rate={_rate_label(info['rate'])}"
         f" ({info['wrong']} of {info['samples']}) in {' '.join(map(str, args.predictions))}\n"
     )
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(header + "".join(f"{sample}\n" for sample in ids), encoding="utf-8")
     print(f"{info['wrong']} of {info['samples']} samples answered wrongly -> {out}")

@@ -229,6 +229,27 @@ def parse_record(obj: Any) -> SpiralRecord:
     )
 
 
+def _refuse_lone_surrogates(value, where: str = "record") -> None:
+    r"""Raise RecordError for a string holding a lone surrogate (JSON ``"\udcff"``): no UTF-8 file can store it.
+
+    >>> _refuse_lone_surrogates(json.loads('{"a": ["ok", "bad \\udcff"]}'))
+    Traceback (most recent call last):
+    ...
+    speechprune.dataset_script.records.RecordError: record.a[1] holds a lone surrogate (\udcff), which is no text
+    """
+    if isinstance(value, str):
+        bad = next((c for c in value if 0xD800 <= ord(c) <= 0xDFFF), None)
+        if bad is not None:
+            raise RecordError(f"{where} holds a lone surrogate (\\u{ord(bad):04x}), which is no text")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_lone_surrogates(key, where)
+            _refuse_lone_surrogates(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_lone_surrogates(item, f"{where}[{index}]")
+
+
 def read_annotations(path: str | Path, limit: int | None = None) -> tuple[list[SpiralRecord], list[dict]]:
     """Read a SPIRAL annotations file, keeping valid records and collecting malformed ones.
 
@@ -247,18 +268,24 @@ def read_annotations(path: str | Path, limit: int | None = None) -> tuple[list[S
     rejects: list[dict] = []
     seen: dict[str, int] = {}
     count = 0
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
+    with open(path, "rb") as handle:  # bytes: one line that is not UTF-8 is one reject, not the end of the build
+        for line_no, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             if limit is not None and count >= limit:
                 break
             count += 1
             record_id = None
             try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                rejects.append({"line": line_no, "id": None, "reason": f"not UTF-8 text: {err}"})
+                continue
+            try:
                 obj = json.loads(line)
                 maybe_id = obj.get("metadata", {}).get("id") if isinstance(obj, dict) else None
                 record_id = maybe_id if isinstance(maybe_id, str) else None
+                _refuse_lone_surrogates(obj)
                 record = parse_record(obj)
                 if record.id in seen:
                     raise RecordError(f"duplicate id {record.id!r} (first on line {seen[record.id]})")

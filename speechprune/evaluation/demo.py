@@ -5,8 +5,8 @@
    spoken with espeak-ng, into ``$SPEECHPRUNE_CACHE/demo/spiral`` (default
    ``~/.cache/speechprune``). A second demo reuses it.
 2. Run ``speechprune eval`` on the embedded tiny Qwen2-Audio (random weights) with ``original``,
-   ``random``, ``crop`` and ``speechprune`` at pruning rates 0.2 and 0.8, into
-   ``$SPEECHPRUNE_CACHE/demo/run`` (fresh each time).
+   ``random``, ``crop`` and ``speechprune`` at pruning rates 0.2 and 0.8, into ``--output``
+   (default ``$SPEECHPRUNE_CACHE/demo/run``; replaced by each demo, and only ever an earlier demo's folder).
 3. Print the Table-1-style table, say which columns are real measurements, and where the
    plots are.
 
@@ -20,25 +20,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
+from speechprune.cache import CACHE_VARIABLE, cache_dir
+from speechprune.cli import RATE_MEANING
 from speechprune.dataset_script import SAMPLE_ANNOTATIONS
+from speechprune.errors import UsageError
 from speechprune.evaluation import runner
 
 DEMO_DIALOGUES = 24
 DEMO_METHODS = ("original", "random", "crop", "speechprune")
 DEMO_RATES = (0.2, 0.8)
-
-
-def cache_dir() -> Path:
-    """``$SPEECHPRUNE_CACHE``, else ``$XDG_CACHE_HOME/speechprune``, else ``~/.cache/speechprune``."""
-    if os.environ.get("SPEECHPRUNE_CACHE"):
-        return Path(os.environ["SPEECHPRUNE_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "speechprune"
 
 
 def demo_annotations() -> Path:
@@ -82,14 +76,49 @@ def build_demo_dataset(folder: Path, count: int = DEMO_DIALOGUES) -> dict:
         return build_spiral(annotations, folder, ids=ids)
 
 
+DEMO_MARKER = "speechprune-demo.txt"  # written into the output folder: a later demo may replace that folder
+
+
+def _fresh_output(output: Path) -> None:
+    """Empty ``output`` for a new run, refusing to touch a folder that holds anything but an earlier demo."""
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output: {output} is a file; give a folder for the demo's outputs")
+    if output.is_dir() and any(output.iterdir()):
+        if not _earlier_demo(output):
+            raise UsageError(f"--output: {output} is not empty and holds no earlier demo; give a new or empty folder")
+        shutil.rmtree(output)  # a fresh run: the timings are this machine's, now
+
+
+def _earlier_demo(output: Path) -> bool:
+    """A finished demo leaves DEMO_MARKER; one killed part way leaves a run of the tiny model."""
+    if (output / DEMO_MARKER).is_file():
+        return True
+    try:
+        return json.loads((output / "run_config.json").read_text())["model"].startswith("tiny")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def run_demo(
     cache: Path | None = None,
     count: int = DEMO_DIALOGUES,
     methods: tuple[str, ...] = DEMO_METHODS,
     rates: tuple[float, ...] = DEMO_RATES,
+    output: Path | None = None,
 ) -> dict:
-    """Build the demo dataset, run the evaluation and print the report; returns the run's paths and timings."""
+    """Build the demo dataset, run the evaluation and print the report; returns the run's paths and timings.
+
+    Args:
+        cache: the cache folder (default ``cache_dir()``); the dataset goes to ``cache/demo/spiral``.
+        count: dialogues in the demo dataset (1 to 24).
+        methods, rates: what to evaluate.
+        output: the run's folder (default ``cache/demo/run``): new, empty, or an earlier demo's (replaced).
+    """
+    if not 1 <= count <= DEMO_DIALOGUES:
+        raise UsageError(f"--dialogues: {count} is not in 1..{DEMO_DIALOGUES} (the packaged sample has 24)")
     cache = (cache or cache_dir()) / "demo"
+    output = Path(output) if output is not None else cache / "run"
+    _fresh_output(output)
     start = time.perf_counter()
     print(f"speechprune demo: building a {count}-dialogue SPIRAL with espeak-ng in {cache / 'spiral'} ...")
     summary = build_demo_dataset(cache / "spiral", count)
@@ -99,8 +128,6 @@ def run_demo(
         f"mean duration {summary['mean_duration']:.1f} s, {built:.0f} s"
     )
 
-    output = cache / "run"
-    shutil.rmtree(output, ignore_errors=True)  # a fresh run: the timings are this machine's, now
     parser = argparse.ArgumentParser()
     runner.configure(parser)
     args = parser.parse_args(
@@ -109,6 +136,7 @@ def run_demo(
     )
     print(f"speechprune demo: evaluating the tiny model ({', '.join(methods)}; rates {args.rates}) ...")
     done = runner.evaluate(args)
+    (output / DEMO_MARKER).write_text("written by `speechprune demo`; the next demo into this folder replaces it\n")
     total = time.perf_counter() - start
     paths = done["paths"]
     print()
@@ -125,6 +153,7 @@ def run_demo(
         "For real numbers: speechprune eval --model Qwen/Qwen2-Audio-7B-Instruct on a GPU (see docs/runner.md)."
     )
     print()
+    print(f"speechprune demo: wrote everything into {output} (the dataset is in {cache / 'spiral'}):")
     for name in ("results", "table", "samples", "accuracy", "cost", "pruning_map"):
         if name in paths:
             print(f"{name:>12}: {paths[name]}")
@@ -133,11 +162,33 @@ def run_demo(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """The demo takes no arguments (``$SPEECHPRUNE_CACHE`` chooses the cache folder)."""
+    """Every option has a default: ``speechprune demo`` alone runs the whole demo."""
+    parser.epilog = (
+        f"The dataset is built once into ${CACHE_VARIABLE}/demo/spiral (default ~/.cache/speechprune; set "
+        f"{CACHE_VARIABLE} to put it elsewhere) and reused by later demos."
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None, help=f"folder for the run's outputs (default ${CACHE_VARIABLE}/demo/run)"
+    )
+    parser.add_argument(
+        "--dialogues",
+        type=int,
+        default=DEMO_DIALOGUES,
+        help=f"dialogues to build and score (default {DEMO_DIALOGUES})",
+    )
+    parser.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma list of methods")
+    parser.add_argument(
+        "--rates", default=",".join(f"{r:g}" for r in DEMO_RATES), help=f"comma list of rates; {RATE_MEANING}"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    run_demo()
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    try:
+        rates = tuple(float(r) for r in args.rates.split(",") if r.strip())
+    except ValueError:
+        raise UsageError(f"--rates: expected a comma list of numbers such as 0.2,0.8, got {args.rates!r}") from None
+    run_demo(count=args.dialogues, methods=methods, rates=rates, output=args.output)
     return 0
 
 

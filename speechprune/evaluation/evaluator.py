@@ -60,23 +60,34 @@ def parse_variants(methods: str, rates: str) -> list[Variant]:
         >>> [(v.method, v.rate) for v in parse_variants("original,none,random", "0.2,0.8")]
         [('original', None), ('full', None), ('random', 0.2), ('random', 0.8)]
     """
+    import difflib
+
+    from speechprune.errors import UsageError
     from speechprune.modeling.pruning import METHOD_ALIASES, METHODS
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     names = [METHOD_ALIASES.get(m, m) for m in names]
     unknown = [m for m in names if m not in METHODS]
     if not names or unknown:
-        raise ValueError(f"methods: expected a comma list of {', '.join(METHODS)} (or none); got {methods!r}")
+        close = difflib.get_close_matches(unknown[0], METHODS, n=1) if unknown else []
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UsageError(
+            f"--methods: {', '.join(unknown) or 'nothing'} is no method{hint}; "
+            f"give a comma list of {', '.join(METHODS)} (or none)"
+        )
     if len(set(names)) != len(names):
-        raise ValueError(f"methods: {methods!r} names a method twice")
+        raise UsageError(f"--methods: {methods!r} names a method twice; name each once")
     try:
         rate_values = [float(r) for r in rates.split(",") if r.strip()]
-    except ValueError as err:
-        raise ValueError(f"rates: expected a comma list of numbers, got {rates!r}") from err
+    except ValueError:
+        raise UsageError(f"--rates: expected a comma list of numbers such as 0.2,0.8, got {rates!r}") from None
     if any(not 0.0 <= r < 1.0 for r in rate_values) or len(set(rate_values)) != len(rate_values):
-        raise ValueError(f"rates: expected distinct rates in [0, 1), got {rates!r}")
+        raise UsageError(
+            f"--rates: {rates!r}: each rate is the fraction of the first min(N, 750) audio tokens removed, "
+            "so give distinct rates in [0, 1), such as 0.2,0.8"
+        )
     if not rate_values and any(m not in UNRATED for m in names):
-        raise ValueError("rates: the rated methods need at least one rate")
+        raise UsageError("--rates: the rated methods need at least one rate, such as --rates 0.2")
     variants = []
     for name in names:
         variants += [Variant(name, None)] if name in UNRATED else [Variant(name, r) for r in rate_values]

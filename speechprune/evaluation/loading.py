@@ -17,6 +17,9 @@ from pathlib import Path
 
 import torch
 
+from speechprune.errors import UsageError
+from speechprune.sources import hub_failure, local_or_hub
+
 SAMPLING_RATE = 16000
 _TINY = re.compile(r"tiny(?:-seed(\d+))?")
 
@@ -40,11 +43,19 @@ def load_spiral(dataset: str, config: str, limit: int | None = None, revision: s
         raise ValueError(f"config: expected 'spiral' or 'spiral_h', got {config!r}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit: expected a positive number of samples, got {limit}")
-    if Path(dataset).is_dir():
+    local = local_or_hub(dataset, "--dataset", "SPIRAL folder")
+    if local is not None and not local.is_dir():
+        raise UsageError(f"--dataset: {dataset} is a file; give a folder written by speechprune build-spiral")
+    if local is not None:
         kwargs = {"cache_dir": str(local_cache_dir(dataset))}
     else:
         kwargs = {} if revision is None else {"revision": revision}
-    ds = load_dataset(dataset, config, split="test", **kwargs)
+    try:
+        ds = load_dataset(dataset, config, split="test", **kwargs)
+    except (OSError, ConnectionError) as error:  # offline, no such repo, no access
+        if local is not None:
+            raise
+        raise hub_failure("--dataset", dataset, error) from None
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     return ds.cast_column("audio", Audio(sampling_rate=SAMPLING_RATE, num_channels=1))
@@ -124,6 +135,19 @@ def load_model(
             net = net.to(getattr(torch, dtype))
         return net.eval(), processor, f"tiny-seed{seed}"
 
+    hub = local_or_hub(model, "--model", "model folder", names=("tiny",)) is None
+    try:
+        net, processor = _load_checkpoint(model, revision, dtype, device_map, trust_remote_code)
+    except OSError as error:  # offline, no such repo, no access
+        if not hub:
+            raise
+        raise hub_failure("--model", model, error) from None
+    from speechprune.evaluation.provenance import model_revision
+
+    return net.eval(), processor, model_revision(model, revision)
+
+
+def _load_checkpoint(model: str, revision, dtype: str, device_map, trust_remote_code: bool):
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code, "dtype": dtype}
     if device_map is not None:
         kwargs["device_map"] = device_map
@@ -138,9 +162,7 @@ def load_model(
 
         net = Qwen2AudioSpeechPruneForConditionalGeneration.from_pretrained(model, **kwargs)
         processor = SpeechPruneProcessor.from_pretrained(model, revision=revision)
-    from speechprune.evaluation.provenance import model_revision
-
-    return net.eval(), processor, model_revision(model, revision)
+    return net, processor
 
 
 __all__ = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -101,19 +102,38 @@ def _series(rows: dict[str, dict], field: str) -> tuple[dict[str, list], dict[st
     return curves, levels
 
 
+def _rank(method: str) -> int:
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER) + sum(map(ord, method))
+
+
 def _color(method: str) -> str:
     """One colour per method in every plot (matplotlib's cycle, in table order)."""
-    rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER) + sum(map(ord, method))
-    return f"C{rank % 10}"
+    return f"C{_rank(method) % 10}"
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def _draw(ax, rows: dict[str, dict], field: str, scale: float = 1.0) -> None:
+    """One curve per rated method. Curves that lie on each other stay visible: each one drawn later is
+    thinner, with a smaller marker of another shape, so an earlier curve shows as a band around it."""
     curves, levels = _series(rows, field)
-    for method, points in curves.items():
+    for order, (method, points) in enumerate(curves.items()):
         rates = [p[0] for p in points]
         values = [scale * p[1] for p in points]
         errors = [scale * p[2] if p[2] is not None else 0.0 for p in points]
-        ax.errorbar(rates, values, yerr=errors, marker="o", capsize=3, label=method, color=_color(method))
+        ax.errorbar(
+            rates,
+            values,
+            yerr=errors,
+            marker=MARKERS[_rank(method) % len(MARKERS)],
+            markersize=max(3.0, 9.0 - 1.5 * order),
+            linewidth=max(1.0, 4.5 - 1.0 * order),
+            capsize=3,
+            label=method,
+            color=_color(method),
+            zorder=2 + order,
+        )
     for method, value in levels.items():
         ax.axhline(scale * value, linestyle="--", linewidth=1.2, label=f"{method} (no pruning)", color=_color(method))
 
@@ -125,14 +145,27 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
     return path
 
 
+RANDOM_WEIGHTS_CAVEAT = "RANDOM WEIGHTS (tiny test model): these accuracies are meaningless"
+
+
+def random_weights(results: dict) -> bool:
+    """Whether the run evaluated the embedded tiny model, whose weights are random (revision ``tiny-seed<N>``)."""
+    revision = ((results.get("config") or {}).get("model") or {}).get("revision")
+    return isinstance(revision, str) and re.fullmatch(r"tiny-seed\d+", revision) is not None
+
+
 def plot_accuracy(results: dict, path: str | os.PathLike) -> Path:
     """Accuracy (%) vs pruning rate, one panel per config, one line per method (+- stderr bars).
 
     Methods without a rate (``full``, ``original``) are dashed horizontal lines, and the majority-letter
-    baseline a dotted grey one, so a curve that sits on it has learned nothing but the letter bias.
+    baseline a dotted grey one, so a curve that sits on it has learned nothing but the letter bias. A run
+    of the tiny random model carries ``RANDOM_WEIGHTS_CAVEAT`` on the figure itself, so the picture cannot
+    be shown without it.
     """
     configs = _configs(results)
     fig = Figure(figsize=(5.2 * len(configs), 4.0), layout="constrained")
+    if random_weights(results):
+        fig.suptitle(RANDOM_WEIGHTS_CAVEAT, color="red", fontweight="bold")
     axes = fig.subplots(1, len(configs), squeeze=False)[0]
     for ax, config in zip(axes, configs, strict=True):
         rows = results["results"][config]

@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -333,10 +334,32 @@ def write_results(path: str | os.PathLike, results: dict) -> Path:
 
 
 def read_results(path: str | os.PathLike) -> dict:
-    """Load a ``results.json``."""
-    results = fileio.read_json(path)
-    if not isinstance(results, dict) or "results" not in results:
-        raise ValueError(f"{path} is not a results file (no 'results' key)")
+    """Load a ``results.json``, checking its shape: ``results`` maps configs to rows, and a row's figures are numbers.
+
+    Raises:
+        UsageError: the file is missing, is no valid JSON (cut short or edited), or is no results file; the
+            message names the file (and the field).
+    """
+    from speechprune.errors import UsageError
+
+    try:
+        results = fileio.read_json(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file; give the results.json a run wrote") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a folder; give the results.json inside it") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"{path} is not valid JSON ({error}); it was cut short or edited") from None
+    if not isinstance(results, dict) or not isinstance(results.get("results"), dict):
+        raise UsageError(f"{path} is not a results file (no 'results' object)")
+    for config, rows in results["results"].items():
+        if not isinstance(rows, dict) or not all(isinstance(row, dict) for row in rows.values()):
+            raise UsageError(f"{path}: results.{config} must map result keys to objects")
+        for key, row in rows.items():
+            for field in ("accuracy", "accuracy_stderr", "majority_baseline", "n", *COST_FIELDS.values()):
+                value = row.get(field)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    raise UsageError(f"{path}: results.{config}[{key!r}].{field} is {value!r}, not a number")
     return results
 
 

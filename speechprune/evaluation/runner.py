@@ -27,12 +27,17 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from speechprune.cli import RATE_MEANING
+from speechprune.errors import UsageError
+from speechprune.evaluation import checkpoint, fileio
+from speechprune.sources import local_or_hub
 
-from speechprune.evaluation import checkpoint, fileio, outputs, provenance, results
-from speechprune.evaluation.evaluator import Evaluator, Variant, parse_variants, rotations, unit_keys
-from speechprune.evaluation.loading import dataset_identity, is_tiny, load_model, load_spiral
+# torch, transformers, datasets and matplotlib are imported where a run needs them, so that
+# `speechprune eval --help` (which imports this module for `configure`) answers at once.
+if TYPE_CHECKING:
+    from speechprune.evaluation.evaluator import Variant
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--dataset-revision", default=None, help="pin the dataset's Hub revision")
     add("--config", required=True, choices=["spiral", "spiral_h"], help="dataset config")
     add("--methods", default=DEFAULT_METHODS, help=f"comma list of pruning methods (default {DEFAULT_METHODS})")
-    add("--rates", default=DEFAULT_RATES, help=f"comma list of pruning rates in [0, 1) (default {DEFAULT_RATES})")
+    add("--rates", default=DEFAULT_RATES, help=f"pruning rates, comma list (default {DEFAULT_RATES}); {RATE_MEANING}")
     add("--scoring", default="loglik", choices=["loglik", "generate"], help="answer scoring (SPEC section 5)")
     add("--max-new-tokens", type=int, default=16, help="greedy decoding length for --scoring generate")
     add("--circular", action="store_true", help="ask each question under its 4 choice rotations; all must be right")
@@ -105,6 +110,8 @@ def run_config(args: argparse.Namespace, variants: list[Variant], model_revision
 
 def expected_keys(ids: list[str], variants: list[Variant], circular: bool) -> set:
     """Every ``(id, method, rate, rotation)`` a complete run holds."""
+    from speechprune.evaluation.evaluator import rotations, unit_keys
+
     return {key for i in ids for key in unit_keys(i, variants, rotations(circular))}
 
 
@@ -154,6 +161,7 @@ def _cost_config(spec: str, model):
 
 
 def _process_state():
+    import torch
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
@@ -162,19 +170,44 @@ def _process_state():
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
 
 
+def _check_output(output: Path) -> None:
+    """Refuse an ``--output`` that is a file, or a non-empty folder holding no run of ours (nothing is overwritten)."""
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output: {output} is a file; give a folder (new, empty, or a run to resume)")
+    ours = (output / checkpoint.RUN_CONFIG).exists() or (output / checkpoint.RECORDS_DIR).is_dir()
+    if output.is_dir() and not ours and any(output.iterdir()):
+        raise UsageError(
+            f"--output: {output} is not empty and holds no speechprune eval run (no {checkpoint.RUN_CONFIG}); "
+            "give a new or empty folder"
+        )
+
+
 def _open_output(state, output: Path, config: dict) -> list[dict]:
-    """Check or store the run config, repair cut-short records, and return the records already made."""
+    """Check or store the run config, repair cut-short records, and return the records already made.
+
+    Nothing is written before every check has passed: the stored config, then each record's run stamp.
+    """
     # Every process compares before anyone writes, so a mismatch stops all of them together.
+    _check_output(output)
     resumed = checkpoint.check_run_config(output, config)
     state.wait_for_everyone()
     if state.is_main_process:
-        if not resumed:
-            checkpoint.write_run_config(output, config)
         for path in (output / checkpoint.RECORDS_DIR).glob("rank-*.jsonl"):
-            if fileio.repair_tail(path):
+            if fileio.repair_tail(path):  # only ever cuts a line a kill left unfinished
                 logger.warning("dropped a cut-short last record in %s (the run was interrupted)", path)
     state.wait_for_everyone()  # nobody reads before the repair
-    return checkpoint.load_records(output)
+    records = checkpoint.load_records(output, checkpoint.run_hash(config))
+    if state.is_main_process and not resumed:
+        checkpoint.write_run_config(output, config)
+    return records
+
+
+def _check_device_map(device_map: str | None) -> None:
+    """``--device-map cuda...`` on a machine without CUDA is a mistake, not something to ignore."""
+    import torch
+
+    if device_map is not None and device_map.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device-map: {device_map!r} asks for CUDA, which this machine lacks; leave it out")
 
 
 def evaluate(args: argparse.Namespace) -> dict | None:
@@ -187,11 +220,19 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     from accelerate.utils import gather_object
     from tqdm.auto import tqdm
 
+    from speechprune.evaluation import outputs
+    from speechprune.evaluation.evaluator import Evaluator, parse_variants, rotations
+    from speechprune.evaluation.loading import dataset_identity, is_tiny, load_model, load_spiral
+
     if args.batch_size < 1:
         raise ValueError(f"batch_size: expected at least 1, got {args.batch_size}")
     if args.max_new_tokens < 1:
         raise ValueError(f"max_new_tokens: expected at least 1, got {args.max_new_tokens}")
     variants = parse_variants(args.methods, args.rates)
+    _check_device_map(args.device_map)
+    if not is_tiny(args.model):  # a mistyped folder is a missing folder, before anything slow happens
+        local_or_hub(args.model, "--model", "model folder", names=("tiny",))
+    local_or_hub(args.dataset, "--dataset", "SPIRAL folder")
     if args.flops_config is None:
         args.flops_config = "qwen2-audio-7b" if is_tiny(args.model) else "model"
     state = _process_state()
@@ -208,8 +249,8 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     model, processor, revision = load_model(
         args.model, args.revision, args.dtype, args.device_map, args.trust_remote_code
     )
-    if args.device_map is None:
-        model.to(state.device)
+    if args.device_map is None or (is_tiny(args.model) and args.device_map != "auto"):
+        model.to(state.device if args.device_map is None else args.device_map)  # the tiny model has no device map
     config = run_config(args, variants, revision, identity)
 
     previous = _open_output(state, output, config)
@@ -217,7 +258,7 @@ def evaluate(args: argparse.Namespace) -> dict | None:
 
     cost_config, dtype_bytes = _cost_config(args.flops_config, model)
     with (
-        fileio.JsonlAppender(checkpoint.rank_file(output, state.process_index)) as log,
+        checkpoint.RecordLog(checkpoint.rank_file(output, state.process_index), checkpoint.run_hash(config)) as log,
         state.split_between_processes(list(range(len(ids)))) as shard,
     ):
         evaluator = Evaluator(
@@ -238,7 +279,11 @@ def evaluate(args: argparse.Namespace) -> dict | None:
             audio_cache=args.audio_cache,
         )
         total = sum(evaluator.pending(i) for i in shard)
-        with tqdm(total=total, desc="speechprune eval", disable=not state.is_main_process) as progress:
+        if previous and state.is_main_process and not any(evaluator.pending(i) for i in range(len(ids))):
+            print(
+                f"speechprune eval: nothing left to do, all {len(previous)} records are in {output}; writing outputs"
+            )
+        with tqdm(total=total, desc="speechprune eval", disable=not state.is_main_process or total == 0) as progress:
             new = evaluator.run(list(shard), args.batch_size, args.config, progress)
     gathered = gather_object(new)
     if not state.is_main_process:
@@ -260,6 +305,10 @@ def evaluate(args: argparse.Namespace) -> dict | None:
 
 def results_config(args, variants: list[Variant], model, revision: str, identity: dict, num_processes: int) -> dict:
     """The ``config`` block of results.json: what produced the numbers, and what each cost column measured."""
+    import torch
+
+    from speechprune.evaluation import outputs, provenance, results
+
     cuda = model.device.type == "cuda"
     device = torch.cuda.get_device_name(model.device) if cuda else str(model.device)
     architecture = {"qwen2-audio-7b": "Qwen2-Audio-7B", "model": f"evaluated model's ({args.model})"}

@@ -59,6 +59,8 @@ from .pruning_settings import with_family_defaults
 
 # Qwen chat-template special tokens shared by the Qwen-based families (ids of the released tokenizers).
 _QWEN_CHAT_IDS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645}
+# Qwen2-Audio's audio tokens, which Qwen2.5-Omni's tokenizer has at the same ids.
+_QWEN2_AUDIO_IDS = {**_QWEN_CHAT_IDS, "<|AUDIO|>": 151646, "<|audio_bos|>": 151647, "<|audio_eos|>": 151648}
 
 
 class _Captured(Exception):
@@ -220,12 +222,7 @@ class Qwen2AudioAdapter(FamilyAdapter):
     audio_inputs = ("input_features", "feature_attention_mask")
     generation_auto_classes = ("AutoModelForMultimodalLM", "AutoModelForSeq2SeqLM")
     query_start_tokens = ("<|audio_eos|>",)
-    default_special_token_ids = {
-        **_QWEN_CHAT_IDS,
-        "<|AUDIO|>": 151646,
-        "<|audio_bos|>": 151647,
-        "<|audio_eos|>": 151648,
-    }
+    default_special_token_ids = _QWEN2_AUDIO_IDS
     notes = "Qwen2-Audio: 40 ms per token, 750 per 30 s; long audio through SpeechPruneProcessor's 30 s windows"
 
     def first_attention(self, model):
@@ -277,12 +274,7 @@ class Qwen2_5OmniThinkerAdapter(_QwenOmniThinkerAdapter):
     stock_class = "Qwen2_5OmniThinkerForConditionalGeneration"
     pruning_class = "Qwen2_5OmniThinkerSpeechPruneForConditionalGeneration"
     query_start_tokens = ("<|audio_eos|>",)
-    default_special_token_ids = {
-        **_QWEN_CHAT_IDS,
-        "<|AUDIO|>": 151646,
-        "<|audio_bos|>": 151647,
-        "<|audio_eos|>": 151648,
-    }
+    default_special_token_ids = _QWEN2_AUDIO_IDS
     notes = "Qwen2.5-Omni thinker: 40 ms per token, 750 per 30 s, M-RoPE; prune the thinker, not the talker"
 
 
