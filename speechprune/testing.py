@@ -212,6 +212,8 @@ TINY_FAMILY_TOKENS = {
     "qwen3_omni_moe_thinker": {**_TINY_CHAT, "<|audio_pad|>": 593, "<|audio_start|>": 594, "<|audio_end|>": 595},
     "audioflamingo3": {**_TINY_CHAT, "<sound>": 593},
     "musicflamingo": {**_TINY_CHAT, "<sound>": 593, "<|sound_bos|>": 594, "<|sound_eos|>": 595},
+    "voxtral": {"<s>": 590, "[INST]": 591, "[/INST]": 592, "[AUDIO]": 593, "[BEGIN_AUDIO]": 594},
+    "gemma4": {"<bos>": 590, "<|turn>": 591, "<turn|>": 592, "<|audio|>": 593, "<|audio>": 594, "<audio|>": 595},
 }
 TINY_FAMILIES = tuple(TINY_FAMILY_TOKENS)
 # Shared tiny text model: grouped-query attention (4 query heads, 2 key/value heads), head_dim 16.
@@ -288,6 +290,10 @@ def tiny_family_config(model_type: str):
             audio_start_token_id=tokens["<|audio_start|>"],
             vision_start_token_id=598,
         )
+    if model_type == "voxtral":
+        return voxtral_config(dict(tokens), TINY_VOCAB)
+    if model_type == "gemma4":
+        return gemma4_config(dict(tokens), TINY_VOCAB)
     config_class = {"audioflamingo3": "AudioFlamingo3Config", "musicflamingo": "MusicFlamingoConfig"}[model_type]
     extra = {}
     if model_type == "musicflamingo":
@@ -348,6 +354,8 @@ def tiny_family_inputs(model, seconds, seed: int = 0, question: tuple = (20, 21,
     tokens = TINY_FAMILY_TOKENS[model_type]
     generator = torch.Generator().manual_seed(seed)
     frames = [int(round(s * 100)) for s in seconds]
+    if model_type in ("voxtral", "gemma4"):
+        return _voxtral_gemma4_inputs(model_type, tokens, frames, generator, question)
     if model_type in ("audioflamingo3", "musicflamingo"):
         windows = [[min(3000, f - start) for start in range(0, f, 3000)] for f in frames]
         flat = [w for row in windows for w in row]
@@ -388,15 +396,7 @@ def tiny_family_inputs(model, seconds, seed: int = 0, question: tuple = (20, 21,
         tail = [tokens["<|im_end|>"], tokens["<|im_start|>"], 12, 13]
         rows.append(head + list(question) + tail)
         queries.append([False] * len(head) + [True] * len(question) + [False] * len(tail))
-    length = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), length), tokens["<|endoftext|>"], dtype=torch.long)
-    attention_mask = torch.zeros(len(rows), length, dtype=torch.long)
-    query_mask = torch.zeros(len(rows), length, dtype=torch.bool)
-    for b, (row, query) in enumerate(zip(rows, queries)):
-        input_ids[b, length - len(row) :] = torch.tensor(row)
-        attention_mask[b, length - len(row) :] = 1
-        query_mask[b, length - len(row) :] = torch.tensor(query)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, **audio, "query_mask": query_mask}
+    return _left_padded(rows, queries, pad=tokens["<|endoftext|>"]) | audio
 
 
 # --- Voxtral and Gemma 4 -------------------------------------------------------------------------
@@ -405,7 +405,10 @@ def tiny_family_inputs(model, seconds, seed: int = 0, question: tuple = (20, 21,
 # lays them out; the real vocabularies (Tekken, Gemma's SentencePiece) are not reproduced.
 
 VOXTRAL_SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "[INST]", "[/INST]", "[AUDIO]", "[BEGIN_AUDIO]"]
-GEMMA4_SPECIAL_TOKENS = ["<bos>", "<eos>", "<pad>", "<|turn>", "<turn|>", "<|audio>", "<|audio|>", "<audio|>"]
+GEMMA4_SPECIAL_TOKENS = [
+    *("<bos>", "<eos>", "<pad>", "<|turn>", "<turn|>", "<|audio>", "<|audio|>", "<audio|>"),
+    *("<|image>", "<|image|>", "<image|>", "<|video|>"),
+]
 
 
 def _family_tokenizer(special: list[str], bos: str, eos: str, pad: str, vocab_size: int = 600):
@@ -415,24 +418,16 @@ def _family_tokenizer(special: list[str], bos: str, eos: str, pad: str, vocab_si
     return tokenizer
 
 
-def tiny_voxtral(seed: int = 0, *, model_class=None):
-    """Build ``(model, tokenizer)``: a tiny random ``VoxtralForConditionalGeneration`` (offline, seconds).
+def voxtral_config(ids: dict, vocab_size: int):
+    """A tiny Voxtral config with the real audio geometry; ``ids``: its template tokens' ids by name.
 
-    The audio geometry is real: 128 mel bins and 1500 encoder positions per 30 s chunk of 3000
-    frames, four positions stacked per token (``audio_config.intermediate_size = 4 x hidden``),
-    so a chunk gives 375 tokens (80 ms each). The language model is a tiny Llama with grouped-query
-    attention and no biases, as the release's. ``audio_token_id`` is ``[AUDIO]``.
-
-    Example:
-        >>> model, tokenizer = tiny_voxtral()
-        >>> model.config.audio_token_id == tokenizer.convert_tokens_to_ids("[AUDIO]")
-        True
+    128 mel bins and 1500 encoder positions per 30 s chunk of 3000 frames, four positions stacked per
+    token (``audio_config.intermediate_size = 4 x hidden``): a chunk gives 375 tokens (80 ms each).
+    The language model is a tiny Llama with grouped-query attention and no biases, as the release's.
     """
-    from transformers import VoxtralConfig, VoxtralForConditionalGeneration
+    from transformers import VoxtralConfig
 
-    tokenizer = _family_tokenizer(VOXTRAL_SPECIAL_TOKENS, "<s>", "</s>", "<pad>")
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in VOXTRAL_SPECIAL_TOKENS}
-    config = VoxtralConfig(
+    return VoxtralConfig(
         audio_config={
             "model_type": "voxtral_encoder",
             "hidden_size": 16,
@@ -447,52 +442,39 @@ def tiny_voxtral(seed: int = 0, *, model_class=None):
             "model_type": "llama",
             "hidden_size": 64,
             "intermediate_size": 128,
-            "num_hidden_layers": 2,
+            "num_hidden_layers": 3,
             "num_attention_heads": 4,
             "num_key_value_heads": 2,
             "head_dim": 16,
-            "vocab_size": len(tokenizer),
+            "vocab_size": vocab_size,
             "max_position_embeddings": 8192,
             "rope_theta": 10000.0,
             "initializer_range": 0.05,
             "bos_token_id": ids["<s>"],
-            "eos_token_id": ids["</s>"],
-            "pad_token_id": ids["<pad>"],
+            "eos_token_id": ids["[/INST]"] if "</s>" not in ids else ids["</s>"],
+            "pad_token_id": ids.get("<pad>", ids["<s>"]),
             "tie_word_embeddings": False,
         },
         audio_token_id=ids["[AUDIO]"],
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = (model_class or VoxtralForConditionalGeneration)(config)
-    model.generation_config.pad_token_id = ids["<pad>"]
-    model.generation_config.eos_token_id = ids["</s>"]
-    return model.eval(), tokenizer
 
 
-def tiny_gemma4(seed: int = 0, *, model_class=None):
-    """Build ``(model, tokenizer)``: a tiny random ``Gemma4ForConditionalGeneration`` with audio, no vision.
+def gemma4_config(ids: dict, vocab_size: int):
+    """A tiny Gemma 4 config with audio and no vision; ``ids``: its template tokens' ids by name.
 
     The pitfalls of a tiny Gemma 4: the audio subsampler's first channel count stays 128 (the mel
-    bins), ``vision_config=None`` leaves the vision tower out, the text model keeps per-layer
-    inputs (``hidden_size_per_layer_input``), a sliding and a global layer type with their own head
-    widths (16 and 32: phase 2 must take ``head_dim`` from layer 0), and KV-shared layers. A 30 s
-    clip gives 750 audio tokens (40 ms), as the release's.
-
-    Example:
-        >>> model, tokenizer = tiny_gemma4()
-        >>> model.config.audio_token_id == tokenizer.convert_tokens_to_ids("<|audio|>")
-        True
+    bins), ``vision_config=None`` leaves the vision tower out, the text model keeps per-layer inputs
+    (``hidden_size_per_layer_input``), a sliding and a global layer type with their own head widths
+    (16 and 32: phase 2 must take ``head_dim`` from layer 0), and KV-shared layers. A 30 s clip gives
+    750 audio tokens (40 ms), as the release's.
     """
-    from transformers import Gemma4Config, Gemma4ForConditionalGeneration
+    from transformers import Gemma4Config
 
-    tokenizer = _family_tokenizer(GEMMA4_SPECIAL_TOKENS, "<bos>", "<eos>", "<pad>")
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in GEMMA4_SPECIAL_TOKENS}
-    config = Gemma4Config(
+    return Gemma4Config(
         text_config={
             "model_type": "gemma4_text",
-            "vocab_size": len(tokenizer),
-            "vocab_size_per_layer_input": len(tokenizer),
+            "vocab_size": vocab_size,
+            "vocab_size_per_layer_input": vocab_size,
             "hidden_size": 64,
             "intermediate_size": 96,
             "num_hidden_layers": 4,
@@ -508,8 +490,8 @@ def tiny_gemma4(seed: int = 0, *, model_class=None):
             "final_logit_softcapping": 30.0,
             "initializer_range": 0.05,
             "bos_token_id": ids["<bos>"],
-            "eos_token_id": ids["<eos>"],
-            "pad_token_id": ids["<pad>"],
+            "eos_token_id": ids.get("<eos>", ids["<turn|>"]),
+            "pad_token_id": ids.get("<pad>", ids["<bos>"]),
         },
         audio_config={
             "model_type": "gemma4_audio",
@@ -524,14 +506,101 @@ def tiny_gemma4(seed: int = 0, *, model_class=None):
         audio_token_id=ids["<|audio|>"],
         boa_token_id=ids["<|audio>"],
         eoa_token_index=ids["<audio|>"],
-        image_token_id=None,
-        video_token_id=None,
-        boi_token_id=None,
-        eoi_token_id=None,
+        # No vision tower, but the stock forward compares embeddings with these ids: unused ids, never None.
+        image_token_id=ids.get("<|image|>", 596),
+        video_token_id=ids.get("<|video|>", 597),
+        boi_token_id=ids.get("<|image>", 598),
+        eoi_token_id=ids.get("<image|>", 599),
     )
+
+
+def _voxtral_gemma4_inputs(model_type: str, tokens: dict, frames: list, generator, question: tuple) -> dict:
+    """:func:`tiny_family_inputs` for Voxtral (30 s chunks) and Gemma 4 (one clip per recording).
+
+    Gemma 4's processor refuses clips over 30 s (the model's cap); these tiny inputs hand the model
+    longer clips directly, so that a selection has more than 750 tokens to choose from.
+    """
+    if model_type == "voxtral":
+        chunks = [-(-f // 3000) for f in frames]
+        features = torch.randn(sum(chunks), 128, 3000, generator=generator)
+        counts = [375 * c for c in chunks]
+        audio = {"input_features": features}
+        head_tokens, open_audio, close_audio = [tokens["<s>"], tokens["[INST]"]], [tokens["[BEGIN_AUDIO]"]], []
+        tail = [tokens["[/INST]"]]
+    else:
+        from speechprune.modeling.processing_speechprune_gemma4 import clip_token_count
+
+        features = torch.randn(len(frames), max(frames), 128, generator=generator)
+        mask = torch.zeros(len(frames), max(frames), dtype=torch.bool)
+        for i, f in enumerate(frames):
+            mask[i, :f] = True
+            features[i, f:] = 0
+        counts = [clip_token_count(mask[i, :f].numpy()) for i, f in enumerate(frames)]
+        audio = {"input_features": features, "input_features_mask": mask}
+        head_tokens, open_audio = [tokens["<bos>"], tokens["<|turn>"], 10, 11], [tokens["<|audio>"]]
+        close_audio, tail = [tokens["<audio|>"]], [tokens["<turn|>"], tokens["<|turn>"], 12, 13]
+    placeholder = tokens["[AUDIO]" if model_type == "voxtral" else "<|audio|>"]
+    rows, queries = [], []
+    for n in counts:
+        head = head_tokens + open_audio + [placeholder] * n + close_audio
+        rows.append(head + list(question) + tail)
+        queries.append([False] * len(head) + [True] * len(question) + [False] * len(tail))
+    return _left_padded(rows, queries, pad=590) | audio
+
+
+def _left_padded(rows: list, queries: list, pad: int) -> dict:
+    length = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
+    attention_mask = torch.zeros(len(rows), length, dtype=torch.long)
+    query_mask = torch.zeros(len(rows), length, dtype=torch.bool)
+    for b, (row, query) in enumerate(zip(rows, queries)):
+        input_ids[b, length - len(row) :] = torch.tensor(row)
+        attention_mask[b, length - len(row) :] = 1
+        query_mask[b, length - len(row) :] = torch.tensor(query)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "query_mask": query_mask}
+
+
+def tiny_voxtral(seed: int = 0):
+    """Build ``(model, tokenizer)``: a tiny random ``VoxtralForConditionalGeneration`` whose ids are the tokenizer's.
+
+    The model is :func:`voxtral_config`'s; the tokenizer is the project's trained BPE with Voxtral's
+    control tokens (what :func:`tiny_voxtral_processor` uses), so processor outputs feed the model.
+
+    Example:
+        >>> model, tokenizer = tiny_voxtral()
+        >>> model.config.audio_token_id == tokenizer.convert_tokens_to_ids("[AUDIO]")
+        True
+    """
+    from transformers import VoxtralForConditionalGeneration
+
+    tokenizer = _family_tokenizer(VOXTRAL_SPECIAL_TOKENS, "<s>", "</s>", "<pad>")
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in VOXTRAL_SPECIAL_TOKENS}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = (model_class or Gemma4ForConditionalGeneration)(config)
+        model = VoxtralForConditionalGeneration(voxtral_config(ids, len(tokenizer)))
+    model.generation_config.pad_token_id = ids["<pad>"]
+    model.generation_config.eos_token_id = ids["</s>"]
+    return model.eval(), tokenizer
+
+
+def tiny_gemma4(seed: int = 0):
+    """Build ``(model, tokenizer)``: a tiny random ``Gemma4ForConditionalGeneration`` whose ids are the tokenizer's.
+
+    The model is :func:`gemma4_config`'s; the tokenizer is the project's trained BPE with Gemma 4's
+    turn and audio tokens (what :func:`tiny_gemma4_processor` uses).
+
+    Example:
+        >>> model, tokenizer = tiny_gemma4()
+        >>> model.config.audio_token_id == tokenizer.convert_tokens_to_ids("<|audio|>")
+        True
+    """
+    from transformers import Gemma4ForConditionalGeneration
+
+    tokenizer = _family_tokenizer(GEMMA4_SPECIAL_TOKENS, "<bos>", "<eos>", "<pad>")
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in GEMMA4_SPECIAL_TOKENS}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Gemma4ForConditionalGeneration(gemma4_config(ids, len(tokenizer)))
     model.generation_config.pad_token_id = ids["<pad>"]
     model.generation_config.eos_token_id = ids["<eos>"]
     return model.eval(), tokenizer
@@ -586,9 +655,13 @@ __all__ = [
     "tiny_family",
     "tiny_family_config",
     "tiny_family_inputs",
-    "tiny_voxtral",
-    "tiny_gemma4",
     "SPECIAL_TOKENS",
     "TINY_FAMILIES",
     "TINY_FAMILY_TOKENS",
+    "tiny_voxtral",
+    "tiny_gemma4",
+    "tiny_voxtral_processor",
+    "tiny_gemma4_processor",
+    "voxtral_config",
+    "gemma4_config",
 ]

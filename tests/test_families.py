@@ -39,7 +39,14 @@ def row(family, batch, b):
     """Sample ``b`` of a left-padded batch, alone (without padding, with only its own audio inputs)."""
     real = batch["attention_mask"][b].bool()
     out = {name: batch[name][b : b + 1, real] for name in ("input_ids", "attention_mask", "query_mask")}
-    if "input_features_mask" in batch:  # 30 s windows of every recording in order: find this sample's
+    if family == "voxtral":  # 30 s chunks of every recording in order, 375 placeholders each
+        chunks = [int(n) // 375 for n in (batch["input_ids"] == 593).sum(1)]
+        out["input_features"] = batch["input_features"][sum(chunks[:b]) : sum(chunks[: b + 1])]
+    elif family == "gemma4":  # one clip per recording, padded to the longest
+        frames = int(batch["input_features_mask"][b].sum())
+        out["input_features"] = batch["input_features"][b : b + 1, :frames]
+        out["input_features_mask"] = batch["input_features_mask"][b : b + 1, :frames]
+    elif "input_features_mask" in batch:  # 30 s windows of every recording in order: find this sample's
         tower = models(family)[0].model.audio_tower
         per_window = tower._get_feat_extract_output_lengths(batch["input_features_mask"].sum(-1))[1].tolist()
         needed = (batch["input_ids"] == 593).sum(1).tolist()
@@ -125,7 +132,8 @@ def test_speechprune_counts_and_selection_match_pruning_py_on_the_rows_the_langu
     query = embeds[batch["query_mask"][0]]
     attention = stock.model.language_model.layers[0].self_attn
     text = stock.model.language_model.config
-    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    # The layer's own head width (Gemma 4's differs between layer types; its config refuses a global one).
+    head_dim = getattr(attention, "head_dim", None) or text.hidden_size // text.num_attention_heads
     defaults = adapter.default_settings()
     expected = pruning.speechprune_select(
         audio,
@@ -199,9 +207,15 @@ def test_original_positions_keep_the_unpruned_position_ids(family):
     positions = before["position_ids"]
     if positions is None:  # the 1D families leave them to the language model: 0..S-1 per row
         positions = torch.arange(batch["input_ids"].shape[1]).expand_as(batch["input_ids"])
+    if positions.shape[-2] == 1:  # Gemma 4 passes one row of positions for the whole batch
+        positions = positions.expand(*positions.shape[:-2], batch["input_ids"].shape[0], -1)
     after = lm_inputs(model, {**batch, "positions": "original"})
     kept = model.last_pruned_input_ids
-    mask = after["attention_mask"].bool()
+    mask = after["attention_mask"]
+    if isinstance(mask, dict):  # Gemma 4 hands its language model 4-D masks: the last query row's keys
+        mask = mask["full_attention"][:, 0, -1]
+        mask = mask if mask.dtype == torch.bool else mask == 0
+    mask = mask.bool()
     for b in range(2):
         ids = batch["input_ids"][b]
         keep = batch["attention_mask"][b].bool() & (ids != 593)
@@ -215,6 +229,8 @@ def test_original_positions_keep_the_unpruned_position_ids(family):
         lengths = mask.sum(1)
         for b in range(2):
             assert torch.equal(compact[:, b, mask[b]], torch.arange(int(lengths[b])).expand(3, -1))
+    elif family == "gemma4":  # its stock forward numbers any prompt 0..L-1 (one row) before its language model
+        assert torch.equal(compact, torch.arange(compact.shape[-1]).unsqueeze(0))
     else:
         assert compact is None  # derived by the stock language model, as for any prompt
 

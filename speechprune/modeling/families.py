@@ -320,6 +320,69 @@ class MusicFlamingoAdapter(AudioFlamingo3Adapter):
     notes = "MusicFlamingo: 40 ms per token, 750 per 30 s window, up to 1200 s"
 
 
+class VoxtralAdapter(FamilyAdapter):
+    """Voxtral: independent 30 s chunks of 375 tokens (80 ms each, the last chunk's padding included), Llama LM."""
+
+    model_type = "voxtral"
+    stock_class = "VoxtralForConditionalGeneration"
+    pruning_class = "VoxtralSpeechPruneForConditionalGeneration"
+    seconds_per_token = 0.08
+    tokens_per_window = 375
+    audio_inputs = ("input_features",)
+    generation_auto_classes = ("AutoModelForMultimodalLM", "AutoModelForSeq2SeqLM", "AutoModelForSpeechSeq2Seq")
+    # Voxtral's instruct layout: <s>[INST][BEGIN_AUDIO][AUDIO]...[AUDIO]{text}[/INST]; the text after the
+    # last placeholder is the user's.
+    query_start_tokens = ("[AUDIO]",)
+    query_end_token = "[/INST]"
+    default_special_token_ids = {"<s>": 1, "</s>": 2, "[INST]": 3, "[/INST]": 4, "[AUDIO]": 24, "[BEGIN_AUDIO]": 25}
+    notes = "Voxtral: 80 ms per token, 375 per 30 s chunk (any length; padding of the last chunk included)"
+
+
+class Gemma4Adapter(FamilyAdapter):
+    """Gemma 4: 40 ms tokens, at most 750 per clip (30 s, the model's cap); a second per-position input.
+
+    The stock forward hands its language model ``per_layer_inputs`` ``(batch, seq, layers, width)``
+    beside the embeddings (looked up from the ids, with the pad token at multimodal positions); they lose
+    the same positions as the embeddings. Layer 0 is a sliding layer whose head width (256 in the
+    release) differs from the global layers' (512): phase 2 takes it from that layer.
+    """
+
+    model_type = "gemma4"
+    stock_class = "Gemma4ForConditionalGeneration"
+    pruning_class = "Gemma4SpeechPruneForConditionalGeneration"
+    audio_inputs = ("input_features", "input_features_mask")
+    per_position_inputs = ("per_layer_inputs",)
+    generation_auto_classes = ("AutoModelForCausalLM", "AutoModelForImageTextToText")
+    query_start_tokens = ("<audio|>",)
+    query_end_token = "<turn|>"
+    default_special_token_ids = {
+        "<pad>": 0,
+        "<eos>": 1,
+        "<bos>": 2,
+        "<|turn>": 105,
+        "<turn|>": 106,
+        "<|audio>": 256000,
+        "<|audio|>": 258881,
+        "<audio|>": 258883,
+    }
+    notes = "Gemma 4: 40 ms per token, at most 750 per clip (30 s, the model's cap); per_layer_inputs pruned alike"
+
+    def capture(self, model, stock_forward, call: dict) -> dict:
+        """The stock capture, made independent of the attention kernel and of the batch layout.
+
+        Gemma 4's forward builds its per-layer-type masks itself (for the loaded kernel) and passes one
+        ``(1, seq)`` row of positions; the language model builds the same masks from the caller's 2-D
+        mask for any kernel (``llm_attention`` runs eager), and the positions are made one row per sample.
+        """
+        captured = super().capture(model, stock_forward, call)
+        if isinstance(captured.get("attention_mask"), dict):
+            captured["attention_mask"] = call.get("attention_mask")
+        positions, embeds = captured.get("position_ids"), captured["inputs_embeds"]
+        if positions is not None and positions.shape[0] == 1 < embeds.shape[0]:
+            captured["position_ids"] = positions.expand(embeds.shape[0], -1)
+        return captured
+
+
 ADAPTERS = {
     adapter.model_type: adapter
     for adapter in (
@@ -328,6 +391,8 @@ ADAPTERS = {
         Qwen3OmniMoeThinkerAdapter(),
         AudioFlamingo3Adapter(),
         MusicFlamingoAdapter(),
+        VoxtralAdapter(),
+        Gemma4Adapter(),
     )
 }
 

@@ -51,12 +51,14 @@ from dataclasses import dataclass
 import torch
 from transformers import (
     AudioFlamingo3ForConditionalGeneration,
+    Gemma4ForConditionalGeneration,
     GenerationConfig,
     GenerationMixin,
     MusicFlamingoForConditionalGeneration,
     Qwen2_5OmniThinkerForConditionalGeneration,
     Qwen2AudioForConditionalGeneration,
     Qwen3OmniMoeThinkerForConditionalGeneration,
+    VoxtralForConditionalGeneration,
 )
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
 from transformers.masking_utils import create_bidirectional_mask
@@ -634,6 +636,26 @@ class MusicFlamingoSpeechPruneForConditionalGeneration(SpeechPruneMixin, MusicFl
     adapter = ADAPTERS["musicflamingo"]
 
 
+class VoxtralSpeechPruneForConditionalGeneration(SpeechPruneMixin, VoxtralForConditionalGeneration):
+    """Voxtral with SpeechPrune."""
+
+    adapter = ADAPTERS["voxtral"]
+
+
+class Gemma4SpeechPruneForConditionalGeneration(SpeechPruneMixin, Gemma4ForConditionalGeneration):
+    """Gemma 4 with SpeechPrune."""
+
+    adapter = ADAPTERS["gemma4"]
+
+    def prepare_inputs_for_generation(self, input_ids, inputs_embeds=None, **kwargs):
+        """The stock step, with ``inputs_embeds`` named: generate() refuses embeddings a step does not name.
+
+        The stock step takes the pruned prompt's ``per_layer_inputs`` at the first iteration only (later
+        steps compute them from the new token's id).
+        """
+        return super().prepare_inputs_for_generation(input_ids, inputs_embeds=inputs_embeds, **kwargs)
+
+
 PRUNING_CLASSES = {
     cls.adapter.model_type: cls
     for cls in (
@@ -642,6 +664,8 @@ PRUNING_CLASSES = {
         Qwen3OmniMoeThinkerSpeechPruneForConditionalGeneration,
         AudioFlamingo3SpeechPruneForConditionalGeneration,
         MusicFlamingoSpeechPruneForConditionalGeneration,
+        VoxtralSpeechPruneForConditionalGeneration,
+        Gemma4SpeechPruneForConditionalGeneration,
     )
 }
 
