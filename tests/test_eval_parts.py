@@ -15,17 +15,23 @@ from speechprune.evaluation import (
     fileio,
     loading,
     measure,
+    outputs,
     provenance,
     report,
     results,
     scoring,
     submit,
+    tasks,
 )
 from speechprune.evaluation.evaluator import Variant, parse_variants
+from speechprune.evaluation.tasks import data as tasks_data
+from speechprune.evaluation.tasks import rows as tasks_rows
 
 
 @pytest.mark.parametrize(
-    "module", [scoring, checkpoint, measure, evaluator, loading, results, report, submit, fileio, provenance]
+    "module",
+    [scoring, checkpoint, measure, evaluator, loading, results, report, submit, fileio, provenance, outputs]
+    + [tasks, tasks_rows, tasks_data],
 )
 def test_module_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
@@ -43,10 +49,25 @@ def test_rotations_put_the_gold_option_under_each_letter_once():
     assert sorted(seen) == ["A", "B", "C", "D"]
     with pytest.raises(ValueError, match="rotation"):
         scoring.rotate_choices(choices, answer, 4)
-    with pytest.raises(ValueError, match="choices"):
-        scoring.rotate_choices(choices[:3], answer, 0)
+    with pytest.raises(ValueError, match="number of choices"):
+        scoring.rotate_choices(choices[:1], "A", 0)
     with pytest.raises(ValueError, match="answer"):
         scoring.rotate_choices(choices, "E", 0)
+
+
+@pytest.mark.parametrize("count", [2, 3, 10])
+def test_k_rotations_put_the_gold_option_under_each_letter_once(count):
+    choices = [f"o{i}" for i in range(count)]
+    for gold_index in range(count):
+        seen = []
+        for r in range(count):
+            rotated, gold = scoring.rotate_choices(choices, "ABCDEFGHIJ"[gold_index], r)
+            assert rotated == choices[r:] + choices[:r]  # a naive left rotation
+            assert rotated["ABCDEFGHIJ".index(gold)] == choices[gold_index]
+            seen.append(gold)
+        assert sorted(seen) == list("ABCDEFGHIJ"[:count])
+    with pytest.raises(ValueError, match="rotation"):
+        scoring.rotate_choices(choices, "A", count)
 
 
 def test_loglik_picks_the_highest_letter_ties_to_the_earlier():
@@ -59,6 +80,18 @@ def test_loglik_picks_the_highest_letter_ties_to_the_earlier():
     assert [a["letter"] for a in answers] == ["C", "B", "A"]
     expected = torch.log_softmax(logits, -1)[0, ids].tolist()
     assert list(answers[0]["logprobs"].values()) == pytest.approx(expected)
+
+
+def test_loglik_over_k_letters_per_row():
+    logits = torch.randn(3, 30, generator=torch.Generator().manual_seed(0))
+    ids = list(range(10, 20))  # A..J
+    answers = scoring.loglik_answers(logits, ids, [2, 10, 5])
+    full = torch.log_softmax(logits, -1)
+    for row, (answer, count) in enumerate(zip(answers, [2, 10, 5])):
+        values = full[row, ids[:count]].tolist()
+        assert list(answer["logprobs"]) == list("ABCDEFGHIJ"[:count])
+        assert list(answer["logprobs"].values()) == pytest.approx(values)
+        assert answer["letter"] == "ABCDEFGHIJ"[max(range(count), key=lambda i: (values[i], -i))]
 
 
 def test_letters_must_be_single_tokens():

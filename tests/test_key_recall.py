@@ -101,4 +101,3 @@ def test_every_method_runs_with_the_final_count(run):
         if record["method"] == "uniform":  # SPEC 8: index i of k2 is floor((i + 0.5) N / k2)
             assert decode_mask(record["kept_mask"], n) == [math.floor((i + 0.5) * n / k) for i in range(k)]
     assert counts == {m: 2 if m in ("full", "original") else 4 for m in METHODS.split(",")}
-

@@ -48,7 +48,7 @@ def test_spiral_prompt_is_spec_section_5(processor):
     assert processor.spiral_prompt(QUESTION, CHOICES) == expected
 
 
-@pytest.mark.parametrize("choices", [["a", "b", "c"], ["a", "b", "c", "d", "e"], "abcd", ["a", "b\nx", "c", "d"]])
+@pytest.mark.parametrize("choices", [["a"], [str(i) for i in range(11)], "abcd", ["a", "b\nx", "c", "d"]])
 def test_spiral_prompt_refuses_bad_choices(processor, choices):
     with pytest.raises(ValueError, match="choices"):
         processor.spiral_prompt(QUESTION, choices)
@@ -122,6 +122,20 @@ def test_query_mask_covers_question_and_choice_lines(processor):
     lines = [QUESTION] + [f"{letter}. {choice}" for letter, choice in zip("ABCD", CHOICES)]
     assert decoded_query(processor, inputs) == "".join(lines)
     question_only = processor(text=[prompt], audio=[wave(40)], sampling_rate=SR, return_tensors="pt", query="question")
+    assert decoded_query(processor, question_only) == QUESTION
+
+
+@pytest.mark.parametrize("count", [2, 3, 10])
+def test_k_choices_prompt_and_query_mask(processor, count):
+    """SPEC section 9: one line per choice, lettered A..; the query mask covers the question and those lines."""
+    choices = [f"choice {i} text" for i in range(count)]
+    prompt = processor.spiral_prompt(QUESTION, choices)
+    lines = [QUESTION] + [f"{letter}. {choice}" for letter, choice in zip("ABCDEFGHIJ", choices)]
+    assert prompt.endswith("\n".join(lines) + "\nAnswer with the letter of the correct option.<|im_end|>\n"
+                           "<|im_start|>assistant\n")  # fmt: skip
+    inputs = processor(text=[prompt], audio=[wave(3)], sampling_rate=SR, return_tensors="pt")
+    assert decoded_query(processor, inputs) == "".join(lines)
+    question_only = processor(text=[prompt], audio=[wave(3)], sampling_rate=SR, return_tensors="pt", query="question")
     assert decoded_query(processor, question_only) == QUESTION
 
 

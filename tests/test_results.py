@@ -111,6 +111,26 @@ def test_circular_needs_all_four_rotations_right_and_kills_the_letter_baseline()
         aggregate(records[:7])
 
 
+@pytest.mark.parametrize("count", [2, 10])
+def test_circular_with_k_choices(count):
+    letters = "ABCDEFGHIJ"[:count]
+    base = {"config": "t", "method": "full", "rate": None}
+
+    def question(qid, gold_index, wrong_at=None):
+        golds = [letters[(gold_index - r) % count] for r in range(count)]  # the gold moves with its option
+        return [
+            {**base, "id": qid, "rotation": r, "gold": g, "parsed": "A" if r == wrong_at and g != "A" else g,
+             "correct": not (r == wrong_at and g != "A"), "logprobs": dict.fromkeys(letters, -1.0)}
+            for r, g in enumerate(golds)
+        ]  # fmt: skip
+
+    records = question("q", 1) + question("r", 0, wrong_at=1)
+    row = aggregate(records)["t"]["full"]
+    assert (row["accuracy"], row["n"], row["majority_baseline"]) == (0.5, 2, 0.0)
+    with pytest.raises(ValueError, match="rotations"):  # a missing last rotation, whatever its gold letter
+        aggregate(question("q", 1)[:-1])
+
+
 def test_per_category_matches_naive():
     records = _records(configs=("spiral",))
     row = aggregate(records)["spiral"]["speechprune@0.2"]
@@ -134,7 +154,7 @@ def test_missing_costs_are_none():
         (lambda rs: rs.clear(), "empty"),
         (lambda rs: rs[0].pop("gold"), "lacks fields"),
         (lambda rs: rs[0].update(correct=not rs[0]["correct"]), "says correct"),
-        (lambda rs: rs[0].update(gold="E"), "not a letter"),
+        (lambda rs: rs[0].update(gold="K"), "not a letter"),
         (lambda rs: rs[0].update(parsed="Z", correct=False), "parsed"),
         (lambda rs: rs.append(dict(rs[0])), "duplicate"),
         (lambda rs: (rs[0].update(audio_source="espeak-ng"), rs[1].update(audio_source="authors")), "audio sources"),

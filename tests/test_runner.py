@@ -285,10 +285,14 @@ def test_two_processes_give_the_same_records(base_run, spiral_small, tmp_path):
 
 
 def test_same_named_dataset_folders_do_not_share_a_cache(spiral_small, tmp_path):
-    """datasets caches a local folder by its name; load_spiral keys the cache on the files instead."""
+    """datasets caches a local folder by its name; a task's rows are cached by the folder's files instead."""
     import pyarrow.parquet as pq
 
-    from speechprune.evaluation.loading import load_spiral
+    from speechprune.evaluation.tasks import load_task
+    from speechprune.evaluation.tasks.data import load_task_data
+
+    def load_spiral(folder, _config):
+        return load_task_data(load_task("spiral"), folder).accepted
 
     a, b = tmp_path / "a" / "spiral", tmp_path / "b" / "spiral"
     shutil.copytree(spiral_small, a)

@@ -1,12 +1,13 @@
 """The work loop of one process: ask the model every pending unit of its samples, write records.
 
-A *unit* is one sample asked once: ``(id, method, rate, rotation)``. Samples go through the
-model in batches; per batch and rotation the processor inputs are built once and reused by
-every variant (a method at a rate), since every method runs on the same inputs.
+A *unit* is one sample asked once: ``(id, method, rate, rotation)``; with ``--circular`` a
+question with K choices has the K rotations 0..K-1. Samples go through the model in batches;
+per batch and rotation the processor inputs are built once and reused by every variant (a
+method at a rate), since every method runs on the same inputs.
 
 A record (one JSON line) holds the fields of :mod:`speechprune.evaluation.results` plus:
 ``rotation``, ``prompt_hash``, ``raw_output`` (generated text, or the winning letter for
-``loglik``), ``logprobs`` (``loglik``: log-probabilities of A-D), ``audio_tokens_before`` /
+``loglik``), ``logprobs`` (``loglik``: log-probabilities of the K letters), ``audio_tokens_before`` /
 ``audio_tokens_after``, ``text_tokens``, ``llm_tokens`` (what the language model prefilled),
 ``llm_flops``, ``activation_estimate_gb`` (analytic, from the token count), the measurements
 ``prefill_ms``, ``peak_memory_gb``, ``activation_memory_gb`` and ``batch_size``
@@ -27,7 +28,6 @@ from speechprune.evaluation.kept import encode_mask
 from speechprune.evaluation.loading import SAMPLING_RATE, decode_audio
 from speechprune.evaluation.measure import EncoderCache, PrefillMeter
 from speechprune.evaluation.scoring import (
-    LETTERS,
     generated_answers,
     letter_token_ids,
     loglik_answers,
@@ -94,9 +94,9 @@ def parse_variants(methods: str, rates: str) -> list[Variant]:
     return variants
 
 
-def rotations(circular: bool) -> range:
-    """The rotations each question is asked under: the four of its choices with ``--circular``, else only 0."""
-    return range(len(LETTERS)) if circular else range(1)
+def rotations(circular: bool, num_choices: int = 4) -> range:
+    """The rotations a question is asked under: the K of its choices with ``--circular``, else only 0."""
+    return range(num_choices) if circular else range(1)
 
 
 def unit_keys(sample_id: str, variants: list[Variant], rotations: range) -> list[tuple]:
@@ -110,8 +110,8 @@ class Evaluator:
     Args:
         model, processor: a SpeechPrune model (``last_selection`` after each call) and its
             long-audio processor.
-        dataset: the SPIRAL split, audio decoding to 16 kHz.
-        variants, rotations: what to ask each sample.
+        data: the task's rows (:class:`speechprune.evaluation.tasks.data.TaskData`), audio decoding to 16 kHz.
+        variants: what to ask each sample; circular: each question under the K rotations of its choices.
         done: keys already on disk; units in it are skipped, new ones are added.
         log: where records go (``append(record)``).
         scoring: ``loglik`` or ``generate``; max_new_tokens: decoding length for ``generate``.
@@ -130,10 +130,10 @@ class Evaluator:
         self,
         model,
         processor,
-        dataset,
+        data,
         *,
         variants: list[Variant],
-        rotations: range,
+        circular: bool = False,
         done: set,
         log,
         scoring: str = "loglik",
@@ -147,9 +147,10 @@ class Evaluator:
         attention_layer: int = 2,
         dart_pivots: int = 8,
     ):
-        self.model, self.processor, self.dataset = model, processor, dataset
-        self.ids = list(dataset["id"])
-        self.variants, self.rotations, self.done, self.log = variants, rotations, done, log
+        self.model, self.processor, self.data = model, processor, data
+        self.ids = data.ids
+        self.counts = [len(row["choices"]) for row in data.rows]  # K per sample
+        self.variants, self.circular, self.done, self.log = variants, circular, done, log
         self.scoring, self.max_new_tokens, self.query, self.seed = scoring, max_new_tokens, query, seed
         self.cost_config = model.config if cost_config is None else cost_config
         self.dtype_bytes = dtype_bytes
@@ -161,12 +162,15 @@ class Evaluator:
             "dart": {"dart_pivots": dart_pivots},
         }
         self.token_seconds = token_seconds(model)
-        self.letter_ids = letter_token_ids(processor.tokenizer) if scoring == "loglik" else None
+        # The letters every sample may need (SPIRAL: A-D); a tokenizer that splits one fails here, before any work.
+        most = max(self.counts, default=4)
+        self.letter_ids = letter_token_ids(processor.tokenizer, most) if scoring == "loglik" else None
         self.warm = False
 
     def pending(self, index: int) -> int:
         """How many units of the sample at ``index`` are still to do."""
-        return sum(key not in self.done for key in unit_keys(self.ids[index], self.variants, self.rotations))
+        units = unit_keys(self.ids[index], self.variants, rotations(self.circular, self.counts[index]))
+        return sum(key not in self.done for key in units)
 
     def run(self, indices: list[int], batch_size: int, config: str, progress=None) -> list[dict]:
         """Evaluate the samples at ``indices`` in batches of ``batch_size``; return the new records.
@@ -179,16 +183,19 @@ class Evaluator:
         for start in range(0, len(indices), batch_size):
             batch = indices[start : start + batch_size]
             if any(self.pending(i) for i in batch):
-                new += self._run_batch([self.dataset[i] for i in batch], config, progress)
+                new += self._run_batch([self.data.example(i) for i in batch], config, progress)
         return new
 
-    def _run_batch(self, rows: list[dict], config: str, progress) -> list[dict]:
-        waves = [decode_audio(row["audio"]).numpy() for row in rows]
-        ids = [row["id"] for row in rows]
+    def _run_batch(self, batch: list[dict], config: str, progress) -> list[dict]:
+        all_waves = [decode_audio(row["audio"]).numpy() for row in batch]
         new = []
         audio = None  # the first rotation's feature tensors, reused by the others (same audio)
         with EncoderCache(self.model) if self.audio_cache else nullcontext() as cache:
-            for rotation in self.rotations:
+            for rotation in range(max(len(rotations(self.circular, len(row["choices"]))) for row in batch)):
+                # Under --circular a question with fewer choices has no rotation this far: it sits this one out.
+                active = [j for j, row in enumerate(batch) if rotation < len(row["choices"])]
+                rows, waves = [batch[j] for j in active], [all_waves[j] for j in active]
+                ids = [row["id"] for row in rows]
                 todo = [v for v in self.variants if any((i, v.method, v.rate, rotation) not in self.done for i in ids)]
                 if not todo:
                     continue
@@ -203,9 +210,10 @@ class Evaluator:
                     query=self.query,
                 ).to(self.model.device)
                 inputs["input_features"] = inputs["input_features"].to(self.model.dtype)
-                if audio is None:
-                    audio = (inputs["input_features"], inputs["feature_attention_mask"])
-                inputs["input_features"], inputs["feature_attention_mask"] = audio
+                if len(active) == len(batch):  # the same audio as the first rotation: reuse its tensors
+                    if audio is None:
+                        audio = (inputs["input_features"], inputs["feature_attention_mask"])
+                    inputs["input_features"], inputs["feature_attention_mask"] = audio
                 key_times = [sample_key_times(row) for row in rows]
                 for variant in todo:
                     choices = [choices for choices, _ in asked]
@@ -248,7 +256,8 @@ class Evaluator:
             with PrefillMeter(self.model) as meter:
                 if self.scoring == "loglik":
                     logits = self.model(**inputs, **pruning).logits
-                    answers = loglik_answers(logits[:, -1], self.letter_ids)
+                    counts = [len(options) for options in choices]
+                    answers = loglik_answers(logits[:, -1], self.letter_ids, counts)
                 else:
                     out = self.model.generate(**inputs, **pruning, max_new_tokens=self.max_new_tokens, do_sample=False)
                     new_tokens = out[:, inputs["input_ids"].shape[1] :]

@@ -127,25 +127,31 @@ def _variant_entries(records: list[dict], variant_rank: dict) -> list[dict]:
 
 
 def _dataset_rows(results: dict, records: list[dict], ids: list[str], dataset: str | None):
-    """The chosen rows of the evaluated split, ``{id: row}`` (audio decoding to 16 kHz)."""
-    from speechprune.evaluation.loading import load_spiral
+    """The chosen rows of the evaluated task, ``{id: row}``: the task's fields over the split's own columns."""
+    from speechprune.evaluation.tasks import load_task, parse_task
+    from speechprune.evaluation.tasks.data import load_task_data
 
     config = records[0]["config"]
     info = results.get("configs", {}).get(config, {})
     source = dataset or info.get("dataset_path") or results.get("config", {}).get("dataset", {}).get("id")
     if not source:
         raise UsageError("--dataset: results.json does not name its dataset; pass --dataset DIR_OR_HUB_ID")
+    described = results.get("config", {}).get("task")  # runs before tasks existed were SPIRAL's
+    task = parse_task(described, "results.json") if described else load_task(info.get("dataset_name", config))
     try:
-        ds = load_spiral(str(source), info.get("dataset_name", config))
+        data = load_task_data(task, str(source))
     except (FileNotFoundError, ValueError) as error:
         message = f"--dataset: cannot load {source!r} ({error}); pass --dataset with the run's dataset"
         raise UsageError(message) from None
-    position = {sample_id: n for n, sample_id in enumerate(ds["id"])}
+    position = {sample_id: n for n, sample_id in enumerate(data.ids)}
     missing = [i for i in ids if i not in position]
     if missing:
         raise UsageError(f"--dataset: {source!r} lacks the run's samples {missing[:5]}; pass the run's dataset")
-    rows = ds.select([position[i] for i in ids])
-    return {row["id"]: row for row in rows}
+    rows = {}
+    for sample_id in ids:
+        raw = data.accepted[position[sample_id]]
+        rows[sample_id] = {**raw, **data.rows[position[sample_id]], "audio": raw[task.columns["audio"]]}
+    return rows
 
 
 def _write_audio(row: dict, folder: Path) -> Path:

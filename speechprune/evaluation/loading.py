@@ -1,8 +1,8 @@
-"""Load what a run evaluates: a SPIRAL split and a SpeechPrune model with its processor.
+"""Load the model a run evaluates (with its processor and revision), and the helpers dataset loading shares.
 
-Both come with the identity the results file records: the dataset's fingerprint and audio
-sources, and the model's revision (a commit sha for a Hub model, a content hash for a
-local folder, ``tiny-seed0`` for the embedded tiny model).
+The model comes with the revision the results file records: a commit sha for a Hub model, a content
+hash for a local folder, ``tiny-seed0`` for the embedded tiny model. A task's rows are loaded by
+:mod:`speechprune.evaluation.tasks.data`, which uses :func:`local_cache_dir` and :func:`decode_audio` here.
 
 Example:
     >>> model, processor, revision = load_model("tiny")
@@ -18,48 +18,10 @@ from pathlib import Path
 
 import torch
 
-from speechprune.errors import UsageError
 from speechprune.sources import hub_failure, local_or_hub
 
 SAMPLING_RATE = 16000
 _TINY = re.compile(r"tiny(?:-seed(\d+))?")
-
-
-def load_spiral(dataset: str, config: str, limit: int | None = None, revision: str | None = None):
-    """``load_dataset(dataset, config, split="test")`` with audio decoded to 16 kHz mono.
-
-    Args:
-        dataset: a Hub id or a local folder written by ``speechprune build-spiral``.
-        config: ``spiral`` or ``spiral_h``.
-        limit: keep only the first ``limit`` rows (in the dataset's order).
-        revision: a Hub revision to pin (ignored for folders).
-
-    Returns:
-        A ``datasets.Dataset`` whose ``audio`` column decodes (through TorchCodec, which also
-        resamples from the stored 24 kHz) to 16 kHz mono.
-    """
-    from datasets import Audio, load_dataset
-
-    if config not in ("spiral", "spiral_h"):
-        raise ValueError(f"config: expected 'spiral' or 'spiral_h', got {config!r}")
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit: expected a positive number of samples, got {limit}")
-    local = local_or_hub(dataset, "--dataset", "SPIRAL folder")
-    if local is not None and not local.is_dir():
-        raise UsageError(f"--dataset: {dataset} is a file; give a folder written by speechprune build-spiral")
-    if local is not None:
-        kwargs = {"cache_dir": str(local_cache_dir(dataset))}
-    else:
-        kwargs = {} if revision is None else {"revision": revision}
-    try:
-        ds = load_dataset(dataset, config, split="test", **kwargs)
-    except (OSError, ConnectionError) as error:  # offline, no such repo, no access
-        if local is not None:
-            raise
-        raise hub_failure("--dataset", dataset, error) from None
-    if limit is not None:
-        ds = ds.select(range(min(limit, len(ds))))
-    return ds.cast_column("audio", Audio(sampling_rate=SAMPLING_RATE, num_channels=1))
 
 
 def local_cache_dir(folder: str | Path) -> Path:
@@ -88,12 +50,6 @@ def decode_audio(decoder) -> torch.Tensor:
     if samples.sample_rate != SAMPLING_RATE:
         raise ValueError(f"audio: expected {SAMPLING_RATE} Hz after the cast, got {samples.sample_rate}")
     return samples.data.mean(dim=0).to(torch.float32)
-
-
-def dataset_identity(ds) -> dict:
-    """What results.json records about the evaluated rows: fingerprint, size, audio sources."""
-    sources = sorted(set(ds["audio_source"])) if "audio_source" in ds.column_names else []
-    return {"fingerprint": ds._fingerprint, "num_rows": len(ds), "audio_source": sources}
 
 
 def is_tiny(model: str) -> bool:
@@ -177,9 +133,7 @@ def _load_checkpoint(model: str, revision, dtype: str, device_map, trust_remote_
 
 __all__ = [
     "SAMPLING_RATE",
-    "load_spiral",
     "local_cache_dir",
     "decode_audio",
-    "dataset_identity",
     "load_model",
 ]

@@ -15,8 +15,10 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import ALL_LETTERS
 from speechprune.evaluation import report, results
 
+REJECTS_FILE = "rejects.jsonl"  # beside samples.jsonl: the rows the task left out, with their reasons
 TINY_NOTE = (
     "The tiny model has random weights: its accuracy is meaningless (chance level or a letter bias); "
     "it only shows that the pipeline runs."
@@ -54,17 +56,39 @@ def measurements(device: str, flops_architecture: str, batch_size: int, cuda: bo
     }
 
 
-def write_run_outputs(output: Path, records: list[dict], config: dict, dataset_size: int, notes: list[str]) -> dict:
+def choices_note(task: str, counts: list[int]) -> str:
+    """The table footnote that says how many choices the questions had (the majority baseline is over these).
+
+    >>> choices_note("spiral", [4, 4]), choices_note("mine", [2, 10, 3])
+    ('spiral: 4 choices per question (A-D)', 'mine: 2 to 10 choices per question (A-B to A-J)')
+    """
+    low, high = min(counts), max(counts)
+    letters = ALL_LETTERS
+    if low == high:
+        return f"{task}: {low} choices per question (A-{letters[low - 1]})"
+    return f"{task}: {low} to {high} choices per question (A-{letters[low - 1]} to A-{letters[high - 1]})"
+
+
+def write_run_outputs(
+    output: Path, records: list[dict], config: dict, dataset_size: int, notes: list[str], rejected: dict | None = None
+) -> dict:
     """Write results.json, table.md (footnotes: what each cost column is, then ``notes``) and the plots.
+
+    ``rejected`` counts the rows the task left out, by reason (listed in :data:`REJECTS_FILE`).
 
     Returns:
         Their paths by name: ``results``, ``table``, ``accuracy``, ``cost``.
     """
     output = Path(output)
     name = records[0]["config"]
-    document = results.build_results(records, config=config, dataset_sizes={name: dataset_size})
+    document = results.build_results(
+        records, config=config, dataset_sizes={name: dataset_size}, rejected=rejected, rejects_file=REJECTS_FILE
+    )
     paths = {"results": results.write_results(output / "results.json", document)}
     footnotes = [f"{key}: {text}" for key, text in config.get("measurements", {}).items()]
+    if rejected:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in rejected.items())
+        footnotes.append(f"rows the task left out: {sum(rejected.values())} ({reasons}), listed in {REJECTS_FILE}")
     paths.update(report.render_report(document, output, footnotes + notes + _estimate_lines(records)))
     return paths
 
@@ -113,4 +137,4 @@ def write_pruning_maps(output: Path, records: list[dict], dataset) -> list[Path]
     return paths
 
 
-__all__ = ["measurements", "write_run_outputs", "write_pruning_maps", "TINY_NOTE"]
+__all__ = ["choices_note", "measurements", "write_run_outputs", "write_pruning_maps", "TINY_NOTE", "REJECTS_FILE"]

@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import (
-    LETTERS,
+    ALL_LETTERS,
     accuracy_stderr,
     majority_letter,
     per_category_accuracy,
@@ -111,9 +111,9 @@ def _check_record(record: dict, position: int) -> None:
     missing = [name for name in REQUIRED_FIELDS if name not in record]
     if missing:
         raise ValueError(f"records[{position}] (id {record.get('id')!r}) lacks fields {missing}")
-    if record["gold"] not in LETTERS:
-        raise ValueError(f"records[{position}] (id {record['id']!r}) has gold {record['gold']!r}, not a letter A-D")
-    if record["parsed"] is not None and record["parsed"] not in LETTERS:
+    if record["gold"] not in ALL_LETTERS:
+        raise ValueError(f"records[{position}] (id {record['id']!r}) has gold {record['gold']!r}, not a letter A-J")
+    if record["parsed"] is not None and record["parsed"] not in ALL_LETTERS:
         raise ValueError(f"records[{position}] (id {record['id']!r}) has parsed {record['parsed']!r}")
     if bool(record["correct"]) != (record["parsed"] == record["gold"]):
         raise ValueError(
@@ -160,8 +160,16 @@ def _summarize(group: list[dict], circular: bool) -> dict:
     if circular:
         for question, answers in by_question.items():
             rotations = sorted(answer.get("rotation") for answer in answers if answer.get("rotation") is not None)
-            if rotations != [0, 1, 2, 3]:
-                raise ValueError(f"circular: id {question!r} has rotations {rotations}, expected [0, 1, 2, 3]")
+            # K rotations 0..K-1, one per choice; the gold option moves once through every position, so their
+            # gold letters are the first K letters. K itself is in the records only as the loglik letters.
+            golds = {answer["gold"] for answer in answers}
+            counts = {len(answer["logprobs"]) for answer in answers if answer.get("logprobs")}
+            count = counts.pop() if len(counts) == 1 else len(rotations)
+            if len(rotations) < 2 or rotations != list(range(count)) or golds != set(ALL_LETTERS[:count]):
+                raise ValueError(
+                    f"circular: id {question!r} has rotations {rotations} with gold letters {sorted(golds)}, "
+                    f"expected rotations 0 to K-1 whose gold letters are the K letters (K = {count})"
+                )
 
     questions = sorted(by_question)
     correct = {q: all(answer["parsed"] == answer["gold"] for answer in by_question[q]) for q in questions}
@@ -194,8 +202,9 @@ def aggregate(records: Iterable[dict], circular: bool | None = None) -> dict[str
 
     Args:
         records: per-sample dicts (fields in the module docstring); ``correct`` must equal ``parsed == gold``.
-        circular: score a question as correct only if all four rotations are; then every question needs
-            exactly the rotations 0, 1, 2, 3. ``None`` infers it from the records carrying a ``rotation``.
+        circular: score a question as correct only if all its rotations are; then a question with K choices
+            needs exactly the rotations 0 to K-1, whose gold letters are the K letters (the gold option moves
+            once through every position). ``None`` infers it from the records carrying a ``rotation``.
 
     Returns:
         ``{config: {result_key(method, rate): row}}`` with keys in table order. A row holds
@@ -257,7 +266,8 @@ def make_config(
         model_revision: the Hub commit sha, or ``provenance.content_hash`` of a local folder.
         dataset_id: Hub id (``owner/name``) or local path of the SPIRAL dataset.
         dataset_revision: the Hub commit sha, or ``provenance.content_hash`` of the built dataset folder.
-        audio_source: ``espeak-ng``, ``styletts2`` or ``authors``.
+        audio_source: ``espeak-ng``, ``styletts2`` or ``authors`` (SPIRAL's speech engines); ``None`` for a task
+            whose dataset has its own recordings.
         scoring: ``loglik`` or ``generate``.
         circular: whether each question was asked under its four rotations.
         pruning: settings shared by the run (``methods``, ``rates``, ``phase1_tokens``, ``tokens_per_frame``,
@@ -272,8 +282,8 @@ def make_config(
     ...             audio_source="espeak-ng")["model"]
     {'id': 'm', 'revision': 'r', 'content_hash': None}
     """
-    if audio_source not in AUDIO_SOURCES:
-        raise ValueError(f"audio_source must be one of {AUDIO_SOURCES}, got {audio_source!r}")
+    if audio_source is not None and audio_source not in AUDIO_SOURCES:
+        raise ValueError(f"audio_source must be one of {AUDIO_SOURCES} (or None off SPIRAL), got {audio_source!r}")
     if scoring not in SCORINGS:
         raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
     return {
@@ -296,6 +306,8 @@ def build_results(
     samples_file: str = "samples.jsonl",
     dataset_sizes: dict[str, int] | None = None,
     date: str | None = None,
+    rejected: dict[str, int] | None = None,
+    rejects_file: str = "rejects.jsonl",
 ) -> dict:
     """The whole ``results.json`` document (lm-evaluation-harness shape) for a run.
 
@@ -306,9 +318,12 @@ def build_results(
         samples_file: where the records are, relative to ``results.json``.
         dataset_sizes: ``{config: rows in the dataset}`` for ``n-samples.original`` (default: questions seen).
         date: ISO-8601 time; default now (UTC).
+        rejected: rows the task left out, by reason (``None``: the key is left out of the document).
+        rejects_file: where they are listed, relative to ``results.json``.
 
     Returns:
-        ``{"results", "configs", "n-samples", "config", "versions", "git_hash", "date", "samples_file"}``.
+        ``{"results", "configs", "n-samples", "config", "versions", "git_hash", "date", "samples_file"}``, and
+        ``"rejected": {"total", "by_reason", "file"}`` when ``rejected`` is given.
     """
     records = list(records)
     sources = {record.get("audio_source") for record in records} - {None}
@@ -318,16 +333,17 @@ def build_results(
         )
     results = aggregate(records, circular=bool(config.get("circular", False)))
     dataset = config.get("dataset", {})
+    task = config.get("task") or {}
     effective = {name: len({r["id"] for r in records if r["config"] == name}) for name in results}
     sizes = dataset_sizes or {}
-    return {
+    document = {
         "results": results,
         "configs": {
             name: {
                 "task": name,
                 "dataset_path": dataset.get("id"),
-                "dataset_name": name,
-                "test_split": "test",
+                "dataset_name": task.get("config", name),
+                "test_split": task.get("split", "test"),
                 "metric": "spiral_accuracy",
                 "scoring": config.get("scoring"),
                 "circular": bool(config.get("circular", False)),
@@ -344,6 +360,9 @@ def build_results(
         "date": date or datetime.now(UTC).isoformat(timespec="seconds"),
         "samples_file": samples_file,
     }
+    if rejected is not None:
+        document["rejected"] = {"total": sum(rejected.values()), "by_reason": dict(rejected), "file": rejects_file}
+    return document
 
 
 def write_results(path: str | os.PathLike, results: dict) -> Path:

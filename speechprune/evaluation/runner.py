@@ -1,10 +1,13 @@
-"""``speechprune eval``: score a model on SPIRAL for several pruning methods and rates in one go.
+"""``speechprune eval``: score a model on a task for several pruning methods and rates in one go.
 
-    speechprune eval --model tiny --dataset DIR --config spiral \\
+    speechprune eval --model tiny --task spiral --dataset DIR \\
         --methods full,original,random,crop,speechprune --rates 0.2,0.4,0.6,0.8 --output runs/tiny
+    speechprune eval --model tiny --task dream_tts_long --dataset DIR_OR_ID --output runs/dream
 
-Every sample is asked once per *variant* (a method at a rate; ``full`` and ``original`` have
-no rate and run once) and, with ``--circular``, once per rotation of its choices.
+A task is a preset name or a YAML file (:mod:`speechprune.evaluation.tasks`); ``--config spiral``
+is ``--task spiral``. Every sample is asked once per *variant* (a method at a rate; ``full`` and
+``original`` have no rate and run once) and, with ``--circular``, once per rotation of its K
+choices. Rows the task rejects are counted in ``results.json`` and listed in ``rejects.jsonl``.
 
 Several processes: the same command runs under ``torchrun --nproc_per_node N`` or
 ``accelerate launch``. Samples are split between processes with
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING
 from speechprune.cli import RATE_MEANING
 from speechprune.errors import UsageError
 from speechprune.evaluation import checkpoint, fileio
+from speechprune.evaluation.tasks import Task, load_task, preset_names
 from speechprune.sources import local_or_hub
 
 # torch, transformers, datasets and matplotlib are imported where a run needs them, so that
@@ -50,14 +54,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--model", required=True, help="tiny (the embedded random tiny model), a local folder or a Hub id")
     add("--revision", default=None, help="pin the model's Hub revision (branch, tag or commit)")
-    add("--dataset", required=True, help="a SPIRAL folder (speechprune build-spiral) or a Hub dataset id")
+    add("--task", default=None, help=f"a task preset ({', '.join(preset_names())}) or a task YAML file")
+    add("--dataset", default=None, help="a dataset folder or Hub id (default: the task's own)")
     add("--dataset-revision", default=None, help="pin the dataset's Hub revision")
-    add("--config", required=True, choices=["spiral", "spiral_h"], help="dataset config")
+    add("--config", default=None, choices=["spiral", "spiral_h"], help="same as --task spiral / --task spiral_h")
     add("--methods", default=DEFAULT_METHODS, help=f"comma list of pruning methods (default {DEFAULT_METHODS})")
     add("--rates", default=DEFAULT_RATES, help=f"pruning rates, comma list (default {DEFAULT_RATES}); {RATE_MEANING}")
     add("--scoring", default="loglik", choices=["loglik", "generate"], help="answer scoring (SPEC section 5)")
     add("--max-new-tokens", type=int, default=16, help="greedy decoding length for --scoring generate")
-    add("--circular", action="store_true", help="ask each question under its 4 choice rotations; all must be right")
+    add("--circular", action="store_true", help="ask each question under its K choice rotations; all must be right")
     add("--query", default="user_text", choices=["user_text", "question"], help="the text that guides selection")
     add("--batch-size", type=int, default=1, help="samples per model call on each process")
     add("--seed", type=int, default=0, help="pruning seed; each sample draws with sha256(f'{seed}:{id}')")
@@ -84,7 +89,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--output", required=True, help="output folder (an existing run there is resumed)")
 
 
-def run_config(args: argparse.Namespace, variants: list[Variant], model_revision: str, dataset: dict) -> dict:
+def resolve_task(args: argparse.Namespace) -> Task:
+    """The task of ``--task`` (or of ``--config``, its SPIRAL-only spelling)."""
+    if args.task is not None and args.config is not None and args.task != args.config:
+        raise UsageError(f"--config: {args.config!r} disagrees with --task {args.task!r}; give one of them")
+    name = args.task if args.task is not None else args.config
+    if name is None:
+        raise UsageError(f"--task: give a task: a preset ({', '.join(preset_names())}) or a task YAML file")
+    return load_task(name)
+
+
+def run_config(
+    args: argparse.Namespace, variants: list[Variant], model_revision: str, dataset: dict, task: Task | None = None
+) -> dict:
     """The arguments that decide the results, as stored in ``run_config.json``.
 
     ``--batch-size`` and the number of processes are left out on purpose: they change no
@@ -97,7 +114,8 @@ def run_config(args: argparse.Namespace, variants: list[Variant], model_revision
         "dtype": args.dtype,
         "dataset": str(args.dataset),
         "dataset_fingerprint": dataset["fingerprint"],
-        "config": args.config,
+        "config": args.config if task is None else task.name,
+        "task": None if task is None else task.describe(),
         "limit": args.limit,
         "variants": [[v.method, v.rate] for v in variants],
         "scoring": args.scoring,
@@ -138,21 +156,24 @@ def check_key_times(dataset, variants: list[Variant]) -> None:
         )
 
 
-def expected_keys(ids: list[str], variants: list[Variant], circular: bool) -> set:
-    """Every ``(id, method, rate, rotation)`` a complete run holds."""
+def expected_keys(ids: list[str], variants: list[Variant], circular: bool, num_choices: dict | None = None) -> set:
+    """Every ``(id, method, rate, rotation)`` a complete run holds (``num_choices``: K per id, default 4)."""
     from speechprune.evaluation.evaluator import rotations, unit_keys
 
-    return {key for i in ids for key in unit_keys(i, variants, rotations(circular))}
+    counts = num_choices or {}
+    return {key for i in ids for key in unit_keys(i, variants, rotations(circular, counts.get(i, 4)))}
 
 
-def check_complete(records: list[dict], ids: list[str], variants: list[Variant], circular: bool) -> None:
+def check_complete(
+    records: list[dict], ids: list[str], variants: list[Variant], circular: bool, num_choices: dict | None = None
+) -> None:
     """Raise unless the records hold each expected unit exactly once, and the dataset's ids exactly.
 
     Raises:
         RuntimeError: naming missing, foreign and duplicated units, and missing or foreign ids.
     """
     keys = [checkpoint.record_key(r) for r in records]
-    expected = expected_keys(ids, variants, circular)
+    expected = expected_keys(ids, variants, circular, num_choices)
     missing, extra = expected - set(keys), set(keys) - expected
     duplicated = len(keys) - len(set(keys))
     record_ids, dataset_ids = {r["id"] for r in records}, set(ids)
@@ -174,7 +195,7 @@ def canonical_order(records: list[dict], ids: list[str], variants: list[Variant]
 
 def _map_sample_ids(dataset, count: int) -> frozenset:
     """The first ``count`` ids (dataset order) whose key sentence has known times."""
-    if count <= 0:
+    if count <= 0 or not {"id", "key_start"} <= set(dataset.column_names):  # only SPIRAL has key-sentence times
         return frozenset()
     columns = dataset.select_columns(["id", "key_start"])
     return frozenset([row["id"] for row in columns if row["key_start"] is not None][:count])
@@ -251,38 +272,45 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     from tqdm.auto import tqdm
 
     from speechprune.evaluation import outputs
-    from speechprune.evaluation.evaluator import Evaluator, parse_variants, rotations
-    from speechprune.evaluation.loading import dataset_identity, is_tiny, load_model, load_spiral
+    from speechprune.evaluation.evaluator import Evaluator, parse_variants
+    from speechprune.evaluation.loading import is_tiny, load_model
+    from speechprune.evaluation.tasks.data import load_task_data
 
     if args.batch_size < 1:
         raise ValueError(f"batch_size: expected at least 1, got {args.batch_size}")
     if args.max_new_tokens < 1:
         raise ValueError(f"max_new_tokens: expected at least 1, got {args.max_new_tokens}")
     variants = parse_variants(args.methods, args.rates)
+    task = resolve_task(args)
     _check_device_map(args.device_map)
     if not is_tiny(args.model):  # a mistyped folder is a missing folder, before anything slow happens
         local_or_hub(args.model, "--model", "model folder", names=("tiny",))
-    local_or_hub(args.dataset, "--dataset", "SPIRAL folder")
+    if args.dataset is not None:  # a mistyped folder is a missing folder, before anything slow happens
+        local_or_hub(
+            args.dataset, "--dataset", "SPIRAL folder" if task.name in ("spiral", "spiral_h") else "dataset folder"
+        )
     if args.flops_config is None:
         args.flops_config = "qwen2-audio-7b" if is_tiny(args.model) else "model"
     state = _process_state()
     output = Path(args.output)
 
     with state.main_process_first():  # the first load writes the datasets cache; the others read it
-        dataset = load_spiral(args.dataset, args.config, args.limit, args.dataset_revision)
-    ids = list(dataset["id"])
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"dataset: {args.dataset} has repeated ids")
+        data = load_task_data(task, args.dataset, args.limit, args.dataset_revision)
+    args.dataset = data.dataset_id
+    dataset = data.accepted
+    ids = data.ids
+    if not ids:
+        raise UsageError(f"--dataset: no row of {data.dataset_id} passed the task's checks: {data.reject_counts()}")
     check_key_times(dataset, variants)
-    identity = dataset_identity(dataset)
-    if len(identity["audio_source"]) != 1:
+    identity = data.identity()
+    if len(identity["audio_source"]) > 1:
         raise ValueError(f"dataset: expected one audio_source, got {identity['audio_source']} (not comparable)")
     model, processor, revision = load_model(
         args.model, args.revision, args.dtype, args.device_map, args.trust_remote_code
     )
     if args.device_map is None or (is_tiny(args.model) and args.device_map != "auto"):
         model.to(state.device if args.device_map is None else args.device_map)  # the tiny model has no device map
-    config = run_config(args, variants, revision, identity)
+    config = run_config(args, variants, revision, identity, task)
 
     previous = _open_output(state, output, config)
     done = {checkpoint.record_key(r) for r in previous}
@@ -295,9 +323,9 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         evaluator = Evaluator(
             model,
             processor,
-            dataset,
+            data,
             variants=variants,
-            rotations=rotations(args.circular),
+            circular=args.circular,
             done=done,
             log=log,
             scoring=args.scoring,
@@ -317,26 +345,30 @@ def evaluate(args: argparse.Namespace) -> dict | None:
                 f"speechprune eval: nothing left to do, all {len(previous)} records are in {output}; writing outputs"
             )
         with tqdm(total=total, desc="speechprune eval", disable=not state.is_main_process or total == 0) as progress:
-            new = evaluator.run(list(shard), args.batch_size, args.config, progress)
+            new = evaluator.run(list(shard), args.batch_size, task.name, progress)
     gathered = gather_object(new)
     if not state.is_main_process:
         return None
 
     records = previous + gathered
-    check_complete(records, ids, variants, args.circular)
+    check_complete(records, ids, variants, args.circular, {row["id"]: len(row["choices"]) for row in data.rows})
     records = canonical_order(records, ids, variants)
     fileio.write_jsonl(output / "samples.jsonl", records)
-    paths = {"samples": output / "samples.jsonl"}
-    config = results_config(args, variants, model, revision, identity, state.num_processes)
+    fileio.write_jsonl(output / outputs.REJECTS_FILE, data.rejects)
+    paths = {"samples": output / "samples.jsonl", "rejects": output / outputs.REJECTS_FILE}
+    config = results_config(args, variants, model, revision, identity, state.num_processes, task)
     notes = [outputs.TINY_NOTE] if is_tiny(args.model) else []
-    paths.update(outputs.write_run_outputs(output, records, config, len(ids), notes))
+    notes.append(outputs.choices_note(task.name, [len(row["choices"]) for row in data.rows]))
+    paths.update(outputs.write_run_outputs(output, records, config, len(ids), notes, data.reject_counts()))
     maps = outputs.write_pruning_maps(output, records, dataset)
     if maps:
         paths["pruning_map"] = maps[0].parent
     return {"records": records, "paths": paths}
 
 
-def results_config(args, variants: list[Variant], model, revision: str, identity: dict, num_processes: int) -> dict:
+def results_config(
+    args, variants: list[Variant], model, revision: str, identity: dict, num_processes: int, task: Task
+) -> dict:
     """The ``config`` block of results.json: what produced the numbers, and what each cost column measured."""
     import torch
 
@@ -351,7 +383,7 @@ def results_config(args, variants: list[Variant], model, revision: str, identity
         dataset_id=str(args.dataset),
         dataset_revision=provenance.dataset_revision(str(args.dataset), args.dataset_revision),
         dataset_fingerprint=identity["fingerprint"],
-        audio_source=identity["audio_source"][0],
+        audio_source=identity["audio_source"][0] if identity["audio_source"] else None,
         scoring=args.scoring,
         circular=args.circular,
         pruning={
@@ -366,6 +398,7 @@ def results_config(args, variants: list[Variant], model, revision: str, identity
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens if args.scoring == "generate" else None,
         flops_config=args.flops_config,
+        task=task.describe(),
         limit=args.limit,  # a run on the first N samples only; `submit` refuses it unless --allow-partial
         measurements=outputs.measurements(
             device, architecture.get(args.flops_config, args.flops_config), args.batch_size, cuda, args.audio_cache
@@ -396,4 +429,13 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["configure", "main", "evaluate", "run_config", "check_complete", "expected_keys", "canonical_order"]
+__all__ = [
+    "configure",
+    "main",
+    "evaluate",
+    "run_config",
+    "check_complete",
+    "expected_keys",
+    "canonical_order",
+    "resolve_task",
+]

@@ -47,12 +47,17 @@ from transformers import BatchFeature, Qwen2AudioProcessor
 from .audio_input import SAMPLING_RATE, check_recordings
 
 INSTRUCTION = "Answer with the letter of the correct option."
-LETTERS = ("A", "B", "C", "D")
+LETTERS = tuple("ABCDEFGHIJ")  # K choices (2 to 10) take the first K; SPIRAL has four
 
-# The four choice lines and the instruction that end a prompt made by `spiral_prompt`.
-_SPIRAL_TAIL = re.compile(
-    r"\n(?P<A>A\. [^\n]*)\n(?P<B>B\. [^\n]*)\n(?P<C>C\. [^\n]*)\n(?P<D>D\. [^\n]*)\n" + re.escape(INSTRUCTION) + r"\Z"
-)
+
+def _choice_tail(count: int) -> re.Pattern:
+    """The ``count`` choice lines and the instruction that end a prompt made by `spiral_prompt`."""
+    lines = "".join(rf"\n(?P<{letter}>{letter}\. [^\n]*)" for letter in LETTERS[:count])
+    return re.compile(lines + r"\n" + re.escape(INSTRUCTION) + r"\Z")
+
+
+# Most choices first: a prompt's choice lines match exactly one count (the letters run from A).
+_CHOICE_TAILS = tuple(_choice_tail(count) for count in range(len(LETTERS), 1, -1))
 
 
 def window_token_count(num_frames: int) -> int:
@@ -215,12 +220,15 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
 def spiral_messages(question: str, choices: list[str]) -> list[dict]:
     """SPEC section 5's one user turn (an audio, then the question, choice and instruction lines) as chat messages.
 
+    ``choices`` holds 2 to 10 option texts (SPEC section 9), lettered A, B, ...; SPIRAL's four give exactly
+    section 5's text.
+
     Every project processor renders these with its own family's chat template (``spiral_prompt``).
     """
     if not isinstance(question, str) or not question.strip():
         raise ValueError(f"question must be a non-empty string, got {question!r}")
-    if isinstance(choices, str) or len(choices) != len(LETTERS):
-        raise ValueError(f"choices must be a list of {len(LETTERS)} strings, got {choices!r}")
+    if isinstance(choices, str) or not 2 <= len(choices) <= len(LETTERS):
+        raise ValueError(f"choices must be a list of 2 to {len(LETTERS)} strings, got {choices!r}")
     for name, value in [("question", question)] + [(f"choices[{i}]", c) for i, c in enumerate(choices)]:
         if not isinstance(value, str) or "\n" in value or "\r" in value:
             raise ValueError(f"{name} must be a one-line string (the prompt is line based), got {value!r}")
@@ -269,7 +277,7 @@ def _query_mask(
 
     The query lines are looked for after the last ``audio_eos`` up to the next ``turn_end`` (the
     family's end-of-turn marker, ``<|im_end|>`` for the Qwen templates):
-    a ``spiral_prompt`` there gives the question line (and, for ``user_text``, the four choice
+    a ``spiral_prompt`` there gives the question line (and, for ``user_text``, its K choice
     lines); anything else gives the whole stretch (SPEC section 3's fallback rule). A token is in
     the mask when its character span lies entirely inside one region and it is not special.
     """
@@ -280,12 +288,12 @@ def _query_mask(
     end = text.find(turn_end, start)
     end = len(text) if end < 0 else end
     regions = [(start, end)]
-    match = _SPIRAL_TAIL.search(text, start, end)
+    match = next((m for tail in _CHOICE_TAILS if (m := tail.search(text, start, end)) is not None), None)
     if match is not None:
         question_start = start + 1 if text.startswith("\n", start) else start
         regions = [(question_start, match.start())]
         if query == "user_text":
-            regions += [match.span(letter) for letter in LETTERS]
+            regions += [match.span(letter) for letter in match.groupdict()]
     return [
         s < t and token not in special_ids and any(r0 <= s and t <= r1 for r0, r1 in regions)
         for (s, t), token in zip(offsets, ids)
