@@ -476,3 +476,13 @@ def test_spiral_h_preset_on_a_built_hard_subset(spiral_small, tmp_path):
     assert {r["audio_source"] for r in done["records"]} == {"espeak-ng"}
     config = json.loads((tmp_path / "run" / "results.json").read_text())["config"]
     assert config["audio_source"] == "espeak-ng"
+
+
+def test_a_preset_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
+    """`--dataset spiral --task spiral` run beside the built folder `spiral`: the folder is not a task file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spiral").mkdir()
+    assert load_task("spiral").name == "spiral"
+    (tmp_path / "mine.yaml").mkdir()  # a folder with a task file's name is still an unreadable task file
+    with pytest.raises(UsageError, match="cannot read"):
+        load_task("mine.yaml")

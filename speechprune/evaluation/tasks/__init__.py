@@ -106,7 +106,8 @@ def load_task(spec: str | Path) -> Task:
             message names the file and the key).
     """
     path = Path(spec)
-    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+    # a folder beside the run (often named like its preset: `--dataset spiral --task spiral`) is not a task file
+    if not (path.suffix in (".yaml", ".yml") or path.is_file()):
         if str(spec) not in preset_names():
             raise UsageError(
                 f"--task: no preset called {str(spec)!r} and no such file; presets: {', '.join(preset_names())} "
