@@ -135,6 +135,7 @@ def test_outputs_written(base_run):
     assert results["n-samples"]["spiral"] == {"original": 3, "effective": 3}
     table = (out / "table.md").read_text()
     assert "| speechprune | 0.5 |" in table and "random weights" in table and "not measured" in table
+    assert "pruning rate: a rate r in [0, 1) counts against min(N, 750)" in table  # issue 12: say what a rate keeps
     assert {p.name for p in (out / "pruning_map").iterdir()} == {"lecture_0.png", "meeting_0.png"}
     assert (out / "accuracy.png").stat().st_size > 0 and (out / "cost.png").stat().st_size > 0
     assert read_jsonl(out / "samples.jsonl") == base_run["records"]

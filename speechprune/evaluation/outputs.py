@@ -85,7 +85,10 @@ def write_run_outputs(
         records, config=config, dataset_sizes={name: dataset_size}, rejected=rejected, rejects_file=REJECTS_FILE
     )
     paths = {"results": results.write_results(output / "results.json", document)}
-    footnotes = [f"{key}: {text}" for key, text in config.get("measurements", {}).items()]
+    from speechprune.cli import RATE_MEANING  # the one wording of what a rate keeps, shared with every --help
+
+    footnotes = [f"pruning rate: {RATE_MEANING}"]
+    footnotes += [f"{key}: {text}" for key, text in config.get("measurements", {}).items()]
     if rejected:
         reasons = ", ".join(f"{reason} {count}" for reason, count in rejected.items())
         footnotes.append(f"rows the task left out: {sum(rejected.values())} ({reasons}), listed in {REJECTS_FILE}")
