@@ -214,6 +214,7 @@ TINY_FAMILY_TOKENS = {
     "musicflamingo": {**_TINY_CHAT, "<sound>": 593, "<|sound_bos|>": 594, "<|sound_eos|>": 595},
     "voxtral": {"<s>": 590, "[INST]": 591, "[/INST]": 592, "[AUDIO]": 593, "[BEGIN_AUDIO]": 594},
     "gemma4": {"<bos>": 590, "<|turn>": 591, "<turn|>": 592, "<|audio|>": 593, "<|audio>": 594, "<audio|>": 595},
+    "granite_speech": {"<|end_of_text|>": 590, "<|start_of_role|>": 591, "<|end_of_role|>": 592, "<|audio|>": 593},
 }
 TINY_FAMILIES = tuple(TINY_FAMILY_TOKENS)
 # Shared tiny text model: grouped-query attention (4 query heads, 2 key/value heads), head_dim 16.
@@ -294,6 +295,8 @@ def tiny_family_config(model_type: str):
         return voxtral_config(dict(tokens), TINY_VOCAB)
     if model_type == "gemma4":
         return gemma4_config(dict(tokens), TINY_VOCAB)
+    if model_type == "granite_speech":
+        return granite_speech_config(dict(tokens), TINY_VOCAB)
     config_class = {"audioflamingo3": "AudioFlamingo3Config", "musicflamingo": "MusicFlamingoConfig"}[model_type]
     extra = {}
     if model_type == "musicflamingo":
@@ -356,6 +359,8 @@ def tiny_family_inputs(model, seconds, seed: int = 0, question: tuple = (20, 21,
     frames = [int(round(s * 100)) for s in seconds]
     if model_type in ("voxtral", "gemma4"):
         return _voxtral_gemma4_inputs(model_type, tokens, frames, generator, question)
+    if model_type == "granite_speech":
+        return _granite_speech_inputs(tokens, [round(s * 16000) for s in seconds], generator, question)
     if model_type in ("audioflamingo3", "musicflamingo"):
         windows = [[min(3000, f - start) for start in range(0, f, 3000)] for f in frames]
         flat = [w for row in windows for w in row]
@@ -647,6 +652,89 @@ def tiny_voxtral_processor():
     return VoxtralSpeechPruneProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
 
 
+# --- Granite Speech ------------------------------------------------------------------------------
+
+
+def granite_speech_config(ids: dict, vocab_size: int):
+    """A tiny Granite Speech config with the real audio geometry; ``ids``: its template tokens' ids by name.
+
+    Two stacked 80-bin mel frames per encoder frame (160 inputs), the release's 200-frame conformer
+    attention blocks and Q-Former windows of 15 encoder frames that give 3 tokens each: 30 s -> 300 tokens
+    (100 ms each). The language model is a tiny Granite with grouped-query attention and the release's
+    kinds of multipliers (embedding, attention, residual); no speech LoRA (the release's is a PEFT adapter).
+    """
+    from transformers import GraniteSpeechConfig
+
+    return GraniteSpeechConfig(
+        text_config={
+            "model_type": "granite",
+            **_TINY_TEXT,
+            "embedding_multiplier": 12.0,
+            "attention_multiplier": 1 / 16,
+            "residual_multiplier": 0.22,
+            "bos_token_id": ids["<|end_of_text|>"],
+            "eos_token_id": ids["<|end_of_text|>"],
+            "pad_token_id": ids["<|end_of_text|>"],
+            "tie_word_embeddings": True,
+        },
+        encoder_config={
+            "input_dim": 160,
+            "num_layers": 1,
+            "hidden_dim": 16,
+            "num_heads": 2,
+            "output_dim": 8,
+            "context_size": 200,
+            "max_pos_emb": 512,
+            "conv_kernel_size": 15,
+        },
+        projector_config={
+            "model_type": "blip_2_qformer",
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 32,
+            "encoder_hidden_size": 16,
+            "cross_attention_frequency": 1,
+            "vocab_size": vocab_size,
+        },
+        audio_token_index=ids["<|audio|>"],
+        has_lora_adapter=False,  # the release's speech LoRA is PEFT's; tests/test_granite_speech.py adds one
+        window_size=15,
+        downsample_rate=5,
+        tie_word_embeddings=True,
+    )
+
+
+def granite_speech_token_count(samples: int) -> int:
+    """Granite Speech's audio tokens for ``samples`` of 16 kHz audio (``GraniteSpeechFeatureExtractor``'s formula).
+
+    Example:
+        >>> granite_speech_token_count(30 * 16000), granite_speech_token_count(40 * 16000)
+        (300, 402)
+    """
+    frames = (samples // 160 + 1) // 2  # 10 ms mel frames, two per encoder frame
+    return 3 * -(-frames // 15)  # 3 tokens per window of 15 encoder frames
+
+
+def _granite_speech_inputs(tokens: dict, samples: list, generator, question: tuple) -> dict:
+    """:func:`tiny_family_inputs` for Granite Speech: stacked mel frames, a mask over the projector's tokens."""
+    frames = [(n // 160 + 1) // 2 for n in samples]
+    counts = [granite_speech_token_count(n) for n in samples]
+    features = torch.randn(len(frames), max(frames), 160, generator=generator)
+    token_mask = torch.zeros(len(frames), max(counts), dtype=torch.bool)
+    for i, (f, n) in enumerate(zip(frames, counts)):
+        features[i, f:] = 0
+        token_mask[i, :n] = True
+    rows, queries = [], []
+    for n in counts:
+        head = [tokens["<|start_of_role|>"], 10, 11, tokens["<|end_of_role|>"]] + [tokens["<|audio|>"]] * n
+        tail = [tokens["<|end_of_text|>"], tokens["<|start_of_role|>"], 12, 13]
+        rows.append(head + list(question) + tail)
+        queries.append([False] * len(head) + [True] * len(question) + [False] * len(tail))
+    audio = {"input_features": features, "input_features_mask": token_mask}
+    return _left_padded(rows, queries, pad=tokens["<|end_of_text|>"]) | audio
+
+
 __all__ = [
     "tiny_qwen2_audio",
     "tiny_processor",
@@ -664,4 +752,6 @@ __all__ = [
     "tiny_gemma4_processor",
     "voxtral_config",
     "gemma4_config",
+    "granite_speech_config",
+    "granite_speech_token_count",
 ]

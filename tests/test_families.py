@@ -46,6 +46,11 @@ def row(family, batch, b):
         frames = int(batch["input_features_mask"][b].sum())
         out["input_features"] = batch["input_features"][b : b + 1, :frames]
         out["input_features_mask"] = batch["input_features_mask"][b : b + 1, :frames]
+    elif family == "granite_speech":  # one recording per row: the frames its tokens cover (15 per 3 tokens)
+        n = int(batch["input_features_mask"][b].sum())
+        frames = min(batch["input_features"].shape[1], 15 * (n // 3))
+        out["input_features"] = batch["input_features"][b : b + 1, :frames]
+        out["input_features_mask"] = batch["input_features_mask"][b : b + 1, :n]
     elif "input_features_mask" in batch:  # 30 s windows of every recording in order: find this sample's
         tower = models(family)[0].model.audio_tower
         per_window = tower._get_feat_extract_output_lengths(batch["input_features_mask"].sum(-1))[1].tolist()

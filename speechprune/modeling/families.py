@@ -39,6 +39,8 @@ Hooks (methods taking the model; override only where the family differs):
         and stops the call before any decoder layer runs.
     ``compact_positions(model, input_ids, attention_mask)``: position ids for the pruned sequence with
         ``positions="compact"``, or ``None`` to let the stock forward derive them (1D families).
+    ``pruned_generate(model, stock_generate, call)``: generate from the pruned prompt (``call`` holds
+        ``inputs_embeds`` and the generation settings); the default is ``stock_generate(**call)``.
     ``attention_weights(model, captured, layer)``: ``(batch, heads, seq, seq)`` attention probabilities of
         decoder layer ``layer`` on the captured (unpruned) inputs, as eager attention computes them.
 
@@ -173,6 +175,10 @@ class FamilyAdapter:
         batch, length = embeds.shape[:2]
         positions = torch.arange(length, device=embeds.device).expand(batch, length)
         return positions if self.position_scheme == "1d" else positions.unsqueeze(0).expand(3, batch, length)
+
+    def pruned_generate(self, model, stock_generate, call: dict):
+        """Generate from the pruned prompt (``call``: ``inputs_embeds``, ``attention_mask``, generation settings)."""
+        return stock_generate(**call)
 
     # -- llm_attention (SPEC section 8) --------------------------------------------------------------
 
@@ -383,6 +389,119 @@ class Gemma4Adapter(FamilyAdapter):
         return captured
 
 
+# -- Granite Speech ------------------------------------------------------------------------------
+
+
+def lora_effective_weight(linear: torch.nn.Module) -> torch.Tensor:
+    """The weight a projection applies to its input: ``W + scaling * B A`` for each active PEFT LoRA adapter.
+
+    ``linear`` is an ``nn.Linear``, or a PEFT ``lora.Linear`` that wraps one (``base_layer``, ``lora_A`` /
+    ``lora_B`` per adapter name, ``scaling``, ``active_adapters``). Adapters already merged into the base
+    weight are not added again. The sum is computed in float32 (SPEC section 3: scores in float32), shape
+    ``(out, in)``. Read through attributes, so PEFT itself is never imported (the file goes into Hub repos).
+
+    Example:
+        >>> lora_effective_weight(torch.nn.Linear(4, 2, bias=False)).shape
+        torch.Size([2, 4])
+    """
+    base = getattr(linear, "base_layer", None)
+    if base is None or not hasattr(linear, "lora_A"):
+        return linear.weight
+    if getattr(linear, "fan_in_fan_out", False):
+        raise ValueError("a LoRA layer with fan_in_fan_out=True is not supported for phase 2's weights")
+    weight = base.weight.detach().float()
+    merged = set(getattr(linear, "merged_adapters", ()))
+    for name in linear.active_adapters:
+        if name not in linear.lora_A or name in merged:
+            continue
+        if name in getattr(linear, "lora_variant", {}):  # DoRA and other variants scale the weight differently
+            raise ValueError(f"LoRA adapter {name!r} is a {type(linear.lora_variant[name]).__name__}: not supported")
+        a, b = linear.lora_A[name].weight.detach().float(), linear.lora_B[name].weight.detach().float()
+        weight = weight + linear.scaling[name] * (b @ a)
+    return weight
+
+
+class GraniteSpeechAdapter(FamilyAdapter):
+    """Granite Speech: 100 ms tokens (300 per 30 s), a Granite LM with a speech LoRA that is on only for audio.
+
+    Token count (``GraniteSpeechFeatureExtractor._get_num_audio_features``): mel frames of 10 ms, two per
+    encoder frame, Q-Former windows of 15 encoder frames (0.3 s) giving 3 tokens each: 30 s -> 1500 encoder
+    frames -> 100 windows -> 300 tokens. The whole utterance is one run of placeholders (no cap in code).
+
+    The release ships a PEFT LoRA adapter on its language model; the stock ``generate`` switches it on when
+    ``input_features`` is given and off otherwise (the stock ``forward`` leaves it as it is). Phase 2 uses
+    ``W + scaling * B A`` of layer 0's q and k (:func:`lora_effective_weight`, SPEC section 7), and the pruned
+    prompt, whose audio travels in ``inputs_embeds``, is generated with the LoRA on (:meth:`pruned_generate`).
+    The language model multiplies its input rows by ``embedding_multiplier`` (a positive constant, 12 in
+    the release) before layer 0; cosine scores and signs do not change under it, so the captured rows are used.
+    """
+
+    model_type = "granite_speech"
+    stock_class = "GraniteSpeechForConditionalGeneration"
+    pruning_class = "GraniteSpeechSpeechPruneForConditionalGeneration"
+    seconds_per_token = 0.1
+    tokens_per_window = 300
+    audio_inputs = ("input_features", "input_features_mask")
+    generation_auto_classes = ("AutoModelForMultimodalLM", "AutoModelForSeq2SeqLM")
+    # The chat layout: <|start_of_role|>user<|end_of_role|><|audio|>...<|audio|>{text}<|end_of_text|>; the text
+    # after the last placeholder is the user's.
+    query_start_tokens = ("<|audio|>",)
+    query_end_token = "<|end_of_text|>"
+    # Granite 3.x tokenizer ids: <|end_of_text|> 0 (also the pad and eos), <|start_of_role|> 49152, <|end_of_role|>
+    # 49153; <|audio|> 49155 is GraniteSpeechConfig's default audio_token_index, documented as
+    # ibm-granite/granite-speech-3.3-2b's. Not checked against the tokenizer file here (offline).
+    default_special_token_ids = {
+        "<|end_of_text|>": 0,
+        "<|start_of_role|>": 49152,
+        "<|end_of_role|>": 49153,
+        "<|audio|>": 49155,
+    }
+    notes = "Granite Speech: 100 ms per token, 300 per 30 s, whole utterance; phase 2 on the speech LoRA's W + s B A"
+
+    def first_attention(self, model):
+        attention = self.decoder_layers(model)[0].self_attn
+        return lora_effective_weight(attention.q_proj), lora_effective_weight(attention.k_proj), attention.head_dim
+
+    def capture(self, model, stock_forward, call: dict) -> dict:
+        """Each recording encoded alone, so that a batch never changes a token; placed as the stock forward does.
+
+        The stock forward encodes the padded batch in one pass: the conformer's 200-frame attention blocks and
+        its convolution then mix a short recording's last frames with the batch's padding. Here recording
+        ``b`` is encoded on its own first ``15 * n_b / 3`` frames (the frames its ``n_b`` tokens cover, or all
+        frames when there are fewer), which for a batch of one is exactly the stock input.
+        """
+        input_ids, features = call["input_ids"], call["input_features"]
+        token_mask = call.get("input_features_mask")
+        inner = model.model
+        projector = inner.projector
+        features = features.to(inner.dtype) if features.dtype != inner.dtype else features
+        counts = (
+            token_mask.sum(-1).tolist()
+            if token_mask is not None
+            else [-(-features.shape[1] // projector.window_size) * projector.num_queries] * features.shape[0]
+        )
+        audio = []
+        for b, n in enumerate(counts):
+            frames = min(features.shape[1], -(-int(n) // projector.num_queries) * projector.window_size)
+            encoded = inner.get_audio_features(features[b : b + 1, :frames], return_dict=True).pooler_output
+            audio.append(encoded[0, : int(n)])
+        inputs_embeds = inner.get_merged_audio_embeddings(input_ids, torch.cat(audio), input_features_mask=None)
+        return {
+            "inputs_embeds": inputs_embeds,
+            "attention_mask": call.get("attention_mask"),
+            "position_ids": call.get("position_ids"),
+        }
+
+    def pruned_generate(self, model, stock_generate, call: dict):
+        """The stock generate turns the LoRA on only when ``input_features`` is given; the pruned prompt has none."""
+        if not getattr(model, "_hf_peft_config_loaded", False):
+            return stock_generate(**call)
+        from transformers import GenerationMixin
+
+        model.enable_adapters()  # what the stock generate does for a prompt with audio
+        return GenerationMixin.generate(model, **call)
+
+
 ADAPTERS = {
     adapter.model_type: adapter
     for adapter in (
@@ -393,6 +512,7 @@ ADAPTERS = {
         MusicFlamingoAdapter(),
         VoxtralAdapter(),
         Gemma4Adapter(),
+        GraniteSpeechAdapter(),
     )
 }
 
@@ -422,4 +542,4 @@ def adapter_for(model_type: str) -> FamilyAdapter:
     raise ValueError(f"model_type {base!r} cannot be pruned: {reason} (supported: {', '.join(sorted(ADAPTERS))})")
 
 
-__all__ = ["FamilyAdapter", "ADAPTERS", "UNSUPPORTED", "adapter_for"]
+__all__ = ["FamilyAdapter", "ADAPTERS", "UNSUPPORTED", "adapter_for", "lora_effective_weight"]

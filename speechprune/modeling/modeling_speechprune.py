@@ -54,6 +54,7 @@ from transformers import (
     Gemma4ForConditionalGeneration,
     GenerationConfig,
     GenerationMixin,
+    GraniteSpeechForConditionalGeneration,
     MusicFlamingoForConditionalGeneration,
     Qwen2_5OmniThinkerForConditionalGeneration,
     Qwen2AudioForConditionalGeneration,
@@ -199,7 +200,7 @@ class SpeechPruneMixin:
         pruned = self.prune_inputs(input_ids, attention_mask, settings=settings, **model_inputs, **extras)
         lm_call = self._pruned_call(model_inputs, pruned)
         lm_call.pop("input_ids", None)
-        out = super().generate(**lm_call, **generation)
+        out = self.adapter.pruned_generate(self, super().generate, {**lm_call, **generation})
         sequences = out if isinstance(out, torch.Tensor) else out.sequences
         prompt = input_ids.to(sequences.device)
         if sequences.shape[0] != prompt.shape[0]:  # num_return_sequences > 1
@@ -656,6 +657,12 @@ class Gemma4SpeechPruneForConditionalGeneration(SpeechPruneMixin, Gemma4ForCondi
         return super().prepare_inputs_for_generation(input_ids, inputs_embeds=inputs_embeds, **kwargs)
 
 
+class GraniteSpeechSpeechPruneForConditionalGeneration(SpeechPruneMixin, GraniteSpeechForConditionalGeneration):
+    """Granite Speech with SpeechPrune (its speech LoRA on for the pruned prompt, as the stock generate does)."""
+
+    adapter = ADAPTERS["granite_speech"]
+
+
 PRUNING_CLASSES = {
     cls.adapter.model_type: cls
     for cls in (
@@ -666,6 +673,7 @@ PRUNING_CLASSES = {
         MusicFlamingoSpeechPruneForConditionalGeneration,
         VoxtralSpeechPruneForConditionalGeneration,
         Gemma4SpeechPruneForConditionalGeneration,
+        GraniteSpeechSpeechPruneForConditionalGeneration,
     )
 }
 
