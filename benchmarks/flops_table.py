@@ -13,7 +13,8 @@ and counted with ``torch.utils.flop_counter``. Prints three Markdown tables:
 5. Every supported family's released language model (``speechprune.evaluation.architectures``
    says where each size came from) on a 90 s recording: LLM TFLOPs at rates 0 to 0.8 with
    ``round((1 - rate) * W)`` audio tokens + 112 text tokens (``W``: the family's tokens per 30 s),
-   ``full`` (all the recording's tokens), and the audio encoder's share of encoder + LLM.
+   ``full`` (all the recording's tokens), and the audio encoder's share of encoder + LLM. A speech LoRA
+   (Granite Speech's) is counted unmerged, as PEFT runs it: ``2 n r (in + out)`` per adapted projection.
 
 Usage::
 
@@ -32,6 +33,7 @@ from speechprune.evaluation.efficiency import (
     audio_encoder_flops,
     family_audio_encoder_flops,
     llm_prefill_flops,
+    lora_prefill_flops,
 )
 
 PAPER = {  # rate -> (LLM TFLOPs, activation GB), SPEC section 6; rate 0 is the paper's "original"
@@ -130,6 +132,12 @@ def gpu_rate_table(config, peak_tflops: float, mfu: float) -> list[str]:
     return lines
 
 
+def _llm_tflops(arch, num_tokens: int) -> float:
+    """A released LLM's prefill TFLOPs, with its speech LoRA (Granite Speech's) counted unmerged beside it."""
+    flops = llm_prefill_flops(arch.text_config, num_tokens)
+    return (flops + lora_prefill_flops(arch.text_config, arch.lora, num_tokens)) / 1e12
+
+
 def families_table(families=FAMILIES, seconds: float = 90.0) -> list[str]:
     """LLM prefill TFLOPs per family on one recording of ``seconds``, and the audio encoder's share."""
     rates = list(PAPER)
@@ -142,8 +150,9 @@ def families_table(families=FAMILIES, seconds: float = 90.0) -> list[str]:
     for family in families:
         arch = released_architecture(family)
         window, total = arch.tokens_per_30s, family_tokens(family, seconds)
-        llm = [llm_prefill_flops(arch.text_config, audio_tokens(r, window) + TEXT_TOKENS) / 1e12 for r in rates]
-        full = llm_prefill_flops(arch.text_config, total + TEXT_TOKENS) / 1e12
+
+        llm = [_llm_tflops(arch, audio_tokens(r, window) + TEXT_TOKENS) for r in rates]
+        full = _llm_tflops(arch, total + TEXT_TOKENS)
         enc = family_audio_encoder_flops(family, seconds) / 1e12
         share = f"{100 * enc / (enc + llm[0]):.0f}% / {100 * enc / (enc + llm[-1]):.0f}%"
         lines.append(

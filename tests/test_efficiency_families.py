@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import Gemma4AudioFeatureExtractor, Gemma4Processor
+from transformers import Gemma4AudioFeatureExtractor, Gemma4Processor, GraniteSpeechFeatureExtractor
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.qwen2_5_omni import modeling_qwen2_5_omni
 from transformers.models.qwen3_omni_moe import modeling_qwen3_omni_moe
@@ -153,6 +153,50 @@ def test_gemma4_encoder_meta_count_equals_a_real_forward():
     assert three == efficiency._family_traced(efficiency._key({"model_type": "gemma4_audio"}), 3) + 2 * 2250 * 1536**2
 
 
+def test_granite_speech_encoder_meta_count_equals_a_real_forward():
+    from transformers import GraniteSpeechConfig
+    from transformers.models.granite_speech import modeling_granite_speech as granite
+
+    tiny = {
+        "model_type": "granite_speech",
+        "encoder_config": {"input_dim": 160, "num_layers": 2, "hidden_dim": 16, "num_heads": 2, "output_dim": 8},
+        "projector_config": {
+            "model_type": "blip_2_qformer",
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 32,
+            "encoder_hidden_size": 16,
+        },
+    }
+    config = GraniteSpeechConfig(
+        **{k: v for k, v in tiny.items() if k != "model_type"}, text_config={"hidden_size": 24}
+    )
+    # Eager attention in the Q-Former: every product is a plain matmul (on the CPU the fused kernel leaves the
+    # queries' self-attention uncounted; on meta, sdpa falls back to matmuls).
+    config.projector_config._attn_implementation = "eager"
+    encoder = _seeded(lambda: granite.GraniteSpeechCTCEncoder(config.encoder_config))
+    projector = _seeded(lambda: granite.GraniteSpeechEncoderProjector(config))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        projector(encoder(torch.randn(1, 437, 160)).last_hidden_state)
+    assert efficiency._granite_speech_traced(efficiency._key(tiny), 437, 24) == counter.get_total_flops() > 0
+
+
+def test_lora_count_equals_what_peft_layers_add_to_a_real_forward():
+    from peft import LoraConfig, inject_adapter_in_model
+    from transformers import GraniteConfig, GraniteModel
+
+    text = {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4}
+    text.update(num_key_value_heads=2, vocab_size=50)
+    model = _seeded(lambda: GraniteModel(GraniteConfig(**text)))
+    embeds = torch.randn(1, 13, 32)
+    plain = _real_count(model, inputs_embeds=embeds)
+    inject_adapter_in_model(LoraConfig(r=4, target_modules=["q_proj", "v_proj"]), model)
+    added = _real_count(model, inputs_embeds=embeds) - plain
+    assert added == efficiency.lora_prefill_flops(text, {"rank": 4, "modules": ("q_proj", "v_proj")}, 13) > 0
+
+
 @pytest.mark.parametrize("seconds", [0.5, 7.3, 30, 31.2, 90, 125.04])
 def test_token_counts_follow_the_stock_formulas(seconds):
     samples = round(seconds * 16000)
@@ -169,6 +213,13 @@ def test_token_counts_follow_the_stock_formulas(seconds):
     stock = sum(Gemma4Processor._compute_audio_num_tokens(fake, np.zeros(c), 16000) for c in clips)
     assert audio_tokens("gemma4", seconds) == stock
     assert audio_tokens("voxtral", seconds) == 375 * len(range(0, frames, 3000))
+    granite = types.SimpleNamespace(
+        melspec_kwargs={"hop_length": 160}, projector_window_size=15, projector_downsample_rate=5
+    )  # the stock formula needs these three fields only (its __init__ needs torchaudio)
+    assert (
+        audio_tokens("granite_speech", seconds)
+        == GraniteSpeechFeatureExtractor._get_num_audio_features(granite, [samples])[0]
+    )
 
 
 def test_released_architectures_build_and_name_their_source():

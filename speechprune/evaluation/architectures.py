@@ -35,6 +35,7 @@ FAMILIES = (
     "musicflamingo",
     "voxtral",
     "gemma4",
+    "granite_speech",
 )
 
 _QWEN2_AUDIO_FIXTURE = Path(__file__).with_name("qwen2-audio-7b-config.json")
@@ -54,6 +55,8 @@ class Architecture:
         tokens_per_30s: SPEC section 7's ``W`` (the family's own length formula at 30 s).
         max_clip_seconds: the longest clip the model takes in one placeholder run (``None``: no cap).
         source: where each group of numbers came from.
+        lora: an adapter the language model runs with for audio (Granite Speech's speech LoRA), as
+            ``{"rank": r, "modules": (projection names, ...)}``, or ``None``. Counted unmerged, as PEFT runs it.
     """
 
     family: str
@@ -64,6 +67,7 @@ class Architecture:
     tokens_per_30s: int
     max_clip_seconds: float | None
     source: str
+    lora: dict | None = None
 
 
 def _qwen2_audio() -> Architecture:
@@ -238,6 +242,56 @@ def _gemma4() -> Architecture:
     )
 
 
+def _granite_speech() -> Architecture:
+    text = {
+        "model_type": "granite",
+        "vocab_size": 49160,
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 40,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 131072,
+        "embedding_multiplier": 12.0,
+        "attention_multiplier": 0.015625,
+        "residual_multiplier": 0.22,
+        "logits_scaling": 8.0,
+        "tie_word_embeddings": True,
+    }
+    audio = {
+        "model_type": "granite_speech",
+        "encoder_config": {"model_type": "granite_speech_encoder"},  # the class defaults: 10 conformer blocks of 1024
+        "projector_config": {
+            "model_type": "blip_2_qformer",
+            "hidden_size": 1024,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 16,
+            "intermediate_size": 4096,
+            "encoder_hidden_size": 1024,
+            "cross_attention_frequency": 1,
+        },
+        "window_size": 15,
+        "downsample_rate": 5,
+    }
+    return Architecture(
+        family="granite_speech",
+        checkpoint="ibm-granite/granite-speech-3.3-2b",
+        text_config=text,
+        audio_config=audio,
+        seconds_per_token=0.1,
+        tokens_per_30s=300,
+        max_clip_seconds=None,
+        source=(
+            "written here, not verified against the checkpoint: the language model is granite-3.3-2b-instruct as "
+            "published (40 layers, hidden 2048, MLP 8192, 32 query / 8 key heads of 64; vocabulary 49160 assumed); "
+            "speech LoRA rank 64 on q_proj and v_proj as the model card describes it; encoder: "
+            "GraniteSpeechEncoderConfig defaults (documented as granite-speech-3.3-2b: 10 conformer blocks of 1024, "
+            "200-frame attention blocks); projector: a 2-layer Q-Former of 1024 over 15-frame windows (3 queries)"
+        ),
+        lora={"rank": 64, "modules": ("q_proj", "v_proj")},
+    )
+
+
 def released_architecture(family: str) -> Architecture:
     """The released architecture of ``family`` (one of :data:`FAMILIES`); a fresh object each call.
 
@@ -252,6 +306,7 @@ def released_architecture(family: str) -> Architecture:
         "musicflamingo": lambda: _flamingo("musicflamingo", "nvidia/music-flamingo-hf"),
         "voxtral": _voxtral,
         "gemma4": _gemma4,
+        "granite_speech": _granite_speech,
     }
     if family not in builders:
         raise ValueError(f"family: no released architecture for {family!r}; known: {', '.join(FAMILIES)}")
@@ -265,7 +320,8 @@ def audio_tokens(family: str, seconds: float) -> int:
     formula); Qwen2.5-Omni: the conv formula over the whole recording; Qwen3-Omni: its
     ``_get_feat_extract_output_lengths`` (13 per 100 mel frames); Voxtral: 375 per started 30 s chunk
     (the last chunk's padding becomes tokens); Gemma 4: its processor's formula per clip of at most 30 s
-    (the model's cap: a longer recording is counted as consecutive 30 s clips).
+    (the model's cap: a longer recording is counted as consecutive 30 s clips); Granite Speech: its feature
+    extractor's formula over the whole utterance (3 tokens per 15 encoder frames of 20 ms).
 
     Example:
         >>> [audio_tokens(f, 90) for f in ("qwen2_audio", "qwen3_omni_moe", "voxtral")]
@@ -286,6 +342,8 @@ def audio_tokens(family: str, seconds: float) -> int:
         return ((rest - 1) // 2 + 1 - 1) // 2 + 1 + (frames // 100) * 13
     if family == "voxtral":
         return -(-frames // 3000) * 375
+    if family == "granite_speech":
+        return 3 * -(-((samples // 160 + 1) // 2) // 15)
     if family == "gemma4":
         return sum(_gemma4_clip_tokens(min(480000, samples - start)) for start in range(0, samples, 480000))
     raise ValueError(f"family: no token rule for {family!r}; known: {', '.join(FAMILIES)}")

@@ -310,6 +310,8 @@ def family_audio_encoder_flops(family: str, seconds: float) -> int:
       frames (traced on ``meta``; AudioFlamingo3's encoder has Qwen2-Audio's layers and pooling).
     - Voxtral: 30 s chunks of 3,000 frames (the last one padded, as the model sees it), traced.
     - Gemma 4: clips of at most 30 s (the model's cap), traced (its conformer runs in eager mode).
+    - Granite Speech: the whole utterance (its encoder frames of 20 ms) through the conformer and the
+      Q-Former projector, traced.
     - Qwen2.5-Omni: one pass over the recording's frames, attention in 2 s blocks (100 positions);
       Qwen3-Omni: 100-frame chunks through three stride-2 2-D convolutions (13 positions each),
       attention in 8 s blocks (104 positions). These two are counted from their matrix products
@@ -333,6 +335,8 @@ def family_audio_encoder_flops(family: str, seconds: float) -> int:
         return _encoder_flops(_key(whisper), windows) + _linear_flops(tokens, *projector)
     if family == "voxtral":
         return _family_traced(key, windows) + _linear_flops(tokens, audio["intermediate_size"] * 4, hidden, hidden)
+    if family == "granite_speech":
+        return _granite_speech_traced(key, (round(seconds * 16000) // 160 + 1) // 2, hidden)
     if family == "gemma4":
         clips = -(-round(seconds * 16000) // 480000)
         return _family_traced(key, clips) + _linear_flops(tokens, audio.get("output_proj_dims", 1536), hidden)
@@ -375,6 +379,54 @@ def _family_traced(key: str, count: int) -> int:
         model = AutoModel.from_config(config, attn_implementation="sdpa").eval()
         frames = config.max_source_positions * 2
         return _meta_flops(model, torch.empty(count, config.num_mel_bins, frames))
+
+
+@functools.lru_cache(maxsize=32)
+def _granite_speech_traced(key: str, frames: int, text_hidden: int) -> int:
+    """Granite Speech's conformer encoder and Q-Former projector on one utterance of ``frames`` encoder frames."""
+    from transformers import GraniteSpeechConfig
+    from transformers.models.granite_speech.modeling_granite_speech import (
+        GraniteSpeechCTCEncoder,
+        GraniteSpeechEncoderProjector,
+    )
+
+    data = json.loads(key)
+    parts = {k: v for k, v in data.items() if k != "model_type"}
+    config = GraniteSpeechConfig(**parts, text_config={"model_type": "granite", "hidden_size": text_hidden})
+    with torch.device("meta"):
+        encoder = GraniteSpeechCTCEncoder(config.encoder_config).eval()
+        projector = GraniteSpeechEncoderProjector(config).eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        hidden = encoder(torch.empty(1, frames, config.encoder_config.input_dim, device="meta")).last_hidden_state
+        projector(hidden)
+    return int(counter.get_total_flops())
+
+
+def lora_prefill_flops(text_config: dict, lora: dict | None, num_tokens: int) -> int:
+    """FLOPs an unmerged LoRA adds to a prefill of ``num_tokens``: ``2 n r (in + out)`` per adapted projection.
+
+    ``lora``: ``{"rank": r, "modules": ("q_proj", "v_proj", ...)}`` (``None``: 0), on every decoder layer of
+    ``text_config`` (a dict with ``hidden_size``, ``num_attention_heads``, ``num_key_value_heads``, ...).
+
+    Example:
+        >>> text = {"hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 3}
+        >>> lora_prefill_flops(text, {"rank": 4, "modules": ("q_proj", "v_proj")}, 10)  # 3 * 2*10*4*(128 + 96)
+        53760
+    """
+    if lora is None:
+        return 0
+    hidden, heads = text_config["hidden_size"], text_config["num_attention_heads"]
+    head_dim = text_config.get("head_dim") or hidden // heads
+    kv = text_config.get("num_key_value_heads") or heads
+    widths = {
+        "q_proj": (hidden, heads * head_dim),
+        "k_proj": (hidden, kv * head_dim),
+        "v_proj": (hidden, kv * head_dim),
+        "o_proj": (heads * head_dim, hidden),
+    }
+    per_layer = sum(2 * num_tokens * lora["rank"] * sum(widths[name]) for name in lora["modules"])
+    return text_config["num_hidden_layers"] * per_layer
 
 
 def _text_config(config: ConfigLike) -> PretrainedConfig:
@@ -464,5 +516,6 @@ __all__ = [
     "llm_prefill_flops",
     "audio_encoder_flops",
     "family_audio_encoder_flops",
+    "lora_prefill_flops",
     "activation_memory_estimate",
 ]
