@@ -215,6 +215,7 @@ TINY_FAMILY_TOKENS = {
     "voxtral": {"<s>": 590, "[INST]": 591, "[/INST]": 592, "[AUDIO]": 593, "[BEGIN_AUDIO]": 594},
     "gemma4": {"<bos>": 590, "<|turn>": 591, "<turn|>": 592, "<|audio|>": 593, "<|audio>": 594, "<audio|>": 595},
     "granite_speech": {"<|end_of_text|>": 590, "<|start_of_role|>": 591, "<|end_of_role|>": 592, "<|audio|>": 593},
+    "phi4_multimodal": {"<|endoftext|>": 590, "<|user|>": 591, "<|end|>": 592, "<|audio|>": 593, "<|assistant|>": 594},
 }
 TINY_FAMILIES = tuple(TINY_FAMILY_TOKENS)
 # Shared tiny text model: grouped-query attention (4 query heads, 2 key/value heads), head_dim 16.
@@ -297,6 +298,8 @@ def tiny_family_config(model_type: str):
         return gemma4_config(dict(tokens), TINY_VOCAB)
     if model_type == "granite_speech":
         return granite_speech_config(dict(tokens), TINY_VOCAB)
+    if model_type == "phi4_multimodal":
+        return phi4_multimodal_config(dict(tokens), TINY_VOCAB)
     config_class = {"audioflamingo3": "AudioFlamingo3Config", "musicflamingo": "MusicFlamingoConfig"}[model_type]
     extra = {}
     if model_type == "musicflamingo":
@@ -361,6 +364,8 @@ def tiny_family_inputs(model, seconds, seed: int = 0, question: tuple = (20, 21,
         return _voxtral_gemma4_inputs(model_type, tokens, frames, generator, question)
     if model_type == "granite_speech":
         return _granite_speech_inputs(tokens, [round(s * 16000) for s in seconds], generator, question)
+    if model_type == "phi4_multimodal":
+        return _phi4_multimodal_inputs(tokens, [round(s * 16000) for s in seconds], generator, question)
     if model_type in ("audioflamingo3", "musicflamingo"):
         windows = [[min(3000, f - start) for start in range(0, f, 3000)] for f in frames]
         flat = [w for row in windows for w in row]
@@ -735,6 +740,94 @@ def _granite_speech_inputs(tokens: dict, samples: list, generator, question: tup
     return _left_padded(rows, queries, pad=tokens["<|end_of_text|>"]) | audio
 
 
+# --- Phi-4-multimodal ----------------------------------------------------------------------------
+
+
+def phi4_multimodal_config(ids: dict, vocab_size: int):
+    """A tiny Phi-4-multimodal config with the real audio geometry; ``ids``: its template tokens' ids by name.
+
+    80 log-mel bins every 10 ms, a conformer whose convolutional subsampling keeps one position in 8
+    (80 ms per token: 30 s -> 375 tokens). The decoder has the release's fused ``qkv_proj`` with
+    grouped-query attention (4 query heads, 2 key heads of 16), LongRoPE on 3/4 of each head, tied
+    embeddings. The vision tower is there (the stock class always builds it) but tiny and unused.
+    """
+    from transformers import Phi4MultimodalConfig
+
+    return Phi4MultimodalConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=8192,
+        original_max_position_embeddings=4096,
+        rope_parameters={
+            "rope_type": "longrope",
+            "rope_theta": 10000.0,
+            "partial_rotary_factor": 0.75,
+            "short_factor": [1.0] * 6,
+            "long_factor": [1.5] * 6,
+        },
+        initializer_range=0.05,
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=[ids["<|endoftext|>"], ids["<|end|>"]],
+        pad_token_id=ids["<|endoftext|>"],
+        tie_word_embeddings=True,
+        vision_config={
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_token_id": 596,
+        },
+        audio_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_blocks": 1,
+            "num_attention_heads": 2,
+            "ext_pw_out_channel": 32,
+            "depthwise_separable_out_channel": 32,
+            "nemo_conv_channels": 16,
+            "input_size": 80,
+            "time_reduction": 8,
+            "audio_token_id": ids["<|audio|>"],
+        },
+    )
+
+
+def phi4_multimodal_token_count(samples: int) -> int:
+    """Phi-4-multimodal's audio tokens for ``samples`` of 16 kHz audio (``Phi4MultimodalFeatureExtractor``'s rule).
+
+    Example:
+        >>> phi4_multimodal_token_count(30 * 16000), phi4_multimodal_token_count(40 * 16000)
+        (375, 500)
+    """
+    frames = (samples - 400) // 160 + 1  # 25 ms windows every 10 ms
+    return -(-frames // 8)
+
+
+def _phi4_multimodal_inputs(tokens: dict, samples: list, generator, question: tuple) -> dict:
+    """:func:`tiny_family_inputs` for Phi-4-multimodal: one clip per row, a frame mask when there are several."""
+    frames = [(n - 400) // 160 + 1 for n in samples]
+    counts = [phi4_multimodal_token_count(n) for n in samples]
+    features = torch.randn(len(frames), max(frames), 80, generator=generator)
+    mask = torch.zeros(len(frames), max(frames), dtype=torch.bool)
+    for i, f in enumerate(frames):
+        features[i, f:] = 0
+        mask[i, :f] = True
+    rows, queries = [], []
+    for n in counts:
+        head = [tokens["<|user|>"], 10, 11] + [tokens["<|audio|>"]] * n
+        tail = [tokens["<|end|>"], tokens["<|assistant|>"], 12, 13]
+        rows.append(head + list(question) + tail)
+        queries.append([False] * len(head) + [True] * len(question) + [False] * len(tail))
+    audio = {"audio_input_features": features, "audio_embed_sizes": torch.tensor(counts)}
+    if len(samples) > 1:  # as the feature extractor: a mask only for a batch of several clips
+        audio["audio_attention_mask"] = mask
+    return _left_padded(rows, queries, pad=tokens["<|endoftext|>"]) | audio
+
+
 __all__ = [
     "tiny_qwen2_audio",
     "tiny_processor",
@@ -754,4 +847,6 @@ __all__ = [
     "gemma4_config",
     "granite_speech_config",
     "granite_speech_token_count",
+    "phi4_multimodal_config",
+    "phi4_multimodal_token_count",
 ]

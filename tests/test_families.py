@@ -46,6 +46,10 @@ def row(family, batch, b):
         frames = int(batch["input_features_mask"][b].sum())
         out["input_features"] = batch["input_features"][b : b + 1, :frames]
         out["input_features_mask"] = batch["input_features_mask"][b : b + 1, :frames]
+    elif family == "phi4_multimodal":  # one clip per row; the feature extractor gives a frame mask only for several
+        frames = int(batch["audio_attention_mask"][b].sum())
+        out["audio_input_features"] = batch["audio_input_features"][b : b + 1, :frames]
+        out["audio_embed_sizes"] = batch["audio_embed_sizes"][b : b + 1]
     elif family == "granite_speech":  # one recording per row: the frames its tokens cover (15 per 3 tokens)
         n = int(batch["input_features_mask"][b].sum())
         frames = min(batch["input_features"].shape[1], 15 * (n // 3))
@@ -74,18 +78,42 @@ def row(family, batch, b):
 
 
 def lm_inputs(model, call):
-    """What ``model``'s language model receives in ``model(**call)`` (stock or pruned), by a hook."""
+    """What ``model``'s language model receives in ``model(**call)`` (stock or pruned), by a hook.
+
+    Phi-4-multimodal's decoder is handed ids and merges the audio itself: its rows are what its
+    ``embed_tokens_extend`` returns, taken by a second hook.
+    """
     adapter = ADAPTERS[model.config.model_type]
     seen = {}
-    hook = adapter.language_model(model).register_forward_pre_hook(
-        lambda module, args, kwargs: seen.update(kwargs), with_kwargs=True
-    )
+    language_model = adapter.language_model(model)
+    hooks = [
+        language_model.register_forward_pre_hook(lambda module, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    ]
+    merge = getattr(language_model, "embed_tokens_extend", None)
+    if merge is not None:
+        hooks.append(merge.register_forward_hook(lambda module, args, output: seen.update(merged=output)))
     try:
         with torch.no_grad():
             model(**call)
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
+    if seen.get("inputs_embeds") is None and "merged" in seen:
+        seen["inputs_embeds"] = seen["merged"]
     return seen
+
+
+def first_layer_qk(model):
+    """Layer 0's q and k weights read plainly: Phi-4's fused qkv_proj rows (q, k, then v), else q_proj / k_proj."""
+    text = ADAPTERS[model.config.model_type].text_config(model)
+    attention = ADAPTERS[model.config.model_type].decoder_layers(model)[0].self_attn
+    # The layer's own head width (Gemma 4's differs between layer types; its config refuses a global one).
+    head_dim = getattr(attention, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    if hasattr(attention, "qkv_proj"):
+        q_rows, k_rows = text.num_attention_heads * head_dim, text.num_key_value_heads * head_dim
+        fused = attention.qkv_proj.weight
+        return fused[:q_rows], fused[q_rows : q_rows + k_rows], head_dim
+    return attention.q_proj.weight, attention.k_proj.weight, head_dim
 
 
 def greedy(model, call, n=4, **kwargs):
@@ -135,16 +163,13 @@ def test_speechprune_counts_and_selection_match_pruning_py_on_the_rows_the_langu
     ids = batch["input_ids"][0]
     audio = embeds[ids == 593]
     query = embeds[batch["query_mask"][0]]
-    attention = stock.model.language_model.layers[0].self_attn
-    text = stock.model.language_model.config
-    # The layer's own head width (Gemma 4's differs between layer types; its config refuses a global one).
-    head_dim = getattr(attention, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    q_weight, k_weight, head_dim = first_layer_qk(stock)
     defaults = adapter.default_settings()
     expected = pruning.speechprune_select(
         audio,
         query,
-        attention.q_proj.weight,
-        attention.k_proj.weight,
+        q_weight,
+        k_weight,
         0.4,
         phase1_tokens=defaults["phase1_tokens"],
         tokens_per_frame=defaults["tokens_per_frame"],
@@ -271,20 +296,28 @@ def test_a_stock_checkpoint_loads_into_the_pruning_class_with_every_weight(famil
 # SPEC section 8 on the model side: llm_attention's probabilities, oracle's key times
 
 
-def eager_attentions(family, batch):
+# Families whose adapter encodes each recording alone (the stock forward encodes the padded batch at once, so
+# a short recording's last rows differ from the stock batch's): their reference runs on the captured rows.
+OWN_ENCODING = ("granite_speech", "phi4_multimodal")
+
+
+def eager_attentions(family, batch, captured):
     """transformers' own eager attention probabilities of every decoder layer (``output_attentions``)."""
     stock = tiny_family(family, seed=0)
     stock.set_attn_implementation("eager")
+    call = stock_args(batch)
+    if family in OWN_ENCODING:
+        call = {"inputs_embeds": captured["inputs_embeds"], "attention_mask": batch["attention_mask"]}
     with torch.no_grad():
-        return stock(**stock_args(batch), output_attentions=True).attentions
+        return stock(**call, output_attentions=True).attentions
 
 
 def test_llm_attention_ranks_by_transformers_eager_attention_of_that_layer(family):
     """GQA (4 query heads, 2 key heads), left padding, the layer's own norm, RoPE (M-RoPE too) and mask."""
     stock, model = models(family)
     batch = inputs(family, 40.0, 12.0)
-    reference = eager_attentions(family, batch)
     captured = ADAPTERS[family].capture(model, super(type(model), model).forward, stock_args(batch))
+    reference = eager_attentions(family, batch, captured)
     for layer in (0, 2):
         ours = ADAPTERS[family].attention_weights(model, captured, layer)
         mask = batch["attention_mask"].bool()

@@ -502,6 +502,100 @@ class GraniteSpeechAdapter(FamilyAdapter):
         return GenerationMixin.generate(model, **call)
 
 
+# -- Phi-4-multimodal ----------------------------------------------------------------------------
+
+
+class Phi4MultimodalAdapter(FamilyAdapter):
+    """Phi-4-multimodal: 80 ms tokens (375 per 30 s), a decoder that merges the audio itself, a fused q/k/v.
+
+    Token count (``Phi4MultimodalFeatureExtractor``): 10 ms frames ``(samples - 400) // 160 + 1``, then
+    ``ceil(frames / 8)`` tokens: 30 s -> 2998 frames -> 375 tokens. No length cap in code.
+
+    The decoder (``model.model``) is also the language model: it embeds the ids and merges the audio in
+    ``embed_tokens_extend`` (an ``index_put`` at the placeholders) before its first layer, so the capture
+    builds those rows itself from the stock modules, each clip encoded alone (padding frames would reach a
+    short clip's last tokens through the convolutions). Layer 0's ``qkv_proj`` holds q, then k, then v rows;
+    a speech LoRA loaded on it with PEFT counts as ``W + scaling * B A`` (:func:`lora_effective_weight`).
+    """
+
+    model_type = "phi4_multimodal"
+    stock_class = "Phi4MultimodalForCausalLM"
+    pruning_class = "Phi4MultimodalSpeechPruneForCausalLM"
+    seconds_per_token = 0.08
+    tokens_per_window = 375
+    audio_inputs = ("audio_input_features", "audio_embed_sizes", "audio_attention_mask")
+    generation_auto_classes = ("AutoModelForCausalLM", "AutoModelForMultimodalLM")
+    # The chat layout: <|user|><|audio|>...<|audio|>{text}<|end|><|assistant|>.
+    query_start_tokens = ("<|audio|>",)
+    query_end_token = "<|end|>"
+    # Phi-4-multimodal-instruct's ids: 199999 (<|endoftext|>, the config's bos / pad and first eos), 200011 (the
+    # audio placeholder, Phi4MultimodalAudioConfig's audio_token_id) and 200020 (the config's second eos, the
+    # template's <|end|>) are the config class's defaults; <|assistant|> 200019, <|user|> 200021 and the name
+    # <|audio|> are the published tokenizer's as recalled here, not checked against its file (offline).
+    default_special_token_ids = {
+        "<|endoftext|>": 199999,
+        "<|audio|>": 200011,
+        "<|assistant|>": 200019,
+        "<|end|>": 200020,
+        "<|user|>": 200021,
+    }
+    notes = "Phi-4-multimodal: 80 ms per token, 375 per 30 s, no cap; fused qkv_proj (q rows first) for phase 2"
+
+    def audio_token_id(self, model) -> int:
+        return int(model.config.audio_config.audio_token_id)
+
+    def language_model(self, model) -> torch.nn.Module:
+        return model.model
+
+    def text_config(self, model):
+        return model.config
+
+    def first_attention(self, model):
+        attention = self.decoder_layers(model)[0].self_attn
+        config = self.text_config(model)
+        q_rows = config.num_attention_heads * attention.head_dim
+        k_rows = config.num_key_value_heads * attention.head_dim
+        fused = lora_effective_weight(attention.qkv_proj)
+        return fused[:q_rows], fused[q_rows : q_rows + k_rows], attention.head_dim
+
+    def capture(self, model, stock_forward, call: dict) -> dict:
+        """The rows ``embed_tokens_extend`` would give the decoder, each audio clip encoded on its own frames.
+
+        ``audio_input_features`` ``(clips, frames, 80)`` with ``audio_attention_mask`` ``(clips, frames)`` (the
+        feature extractor gives none for one clip) and ``audio_embed_sizes`` ``(clips,)``: clip ``i`` is
+        encoded alone on its real frames (for one clip, exactly the stock input), then the clips' tokens go
+        into the placeholders in order, as the stock ``index_put`` puts them.
+        """
+        if call.get("image_pixel_values") is not None:
+            raise ValueError("phi4_multimodal: prompts with images are not pruned (their audio uses the vision mode)")
+        input_ids, features = call["input_ids"], call["audio_input_features"]
+        sizes, frame_mask = call.get("audio_embed_sizes"), call.get("audio_attention_mask")
+        decoder = self.language_model(model)
+        embed = decoder.embed_tokens_extend.audio_embed
+        inputs_embeds = decoder.embed_tokens(input_ids)
+        audio = []
+        for i in range(features.shape[0]):
+            frames = int(frame_mask[i].sum()) if frame_mask is not None else features.shape[1]
+            n = int(sizes[i])
+            placeholders = torch.full((1, n), self.audio_token_id(model), device=input_ids.device)
+            clip = embed(
+                placeholders,
+                inputs_embeds.new_zeros(1, n, inputs_embeds.shape[-1]),
+                audio_input_features=features[i : i + 1, :frames],
+                audio_embed_sizes=sizes[i : i + 1],
+                audio_attention_mask=None,
+                audio_projection_mode="speech",
+            )
+            audio.append(clip[0])
+        where = (input_ids == self.audio_token_id(model)).to(inputs_embeds.device)
+        inputs_embeds = inputs_embeds.masked_scatter(where.unsqueeze(-1), torch.cat(audio).to(inputs_embeds.dtype))
+        return {
+            "inputs_embeds": inputs_embeds,
+            "attention_mask": call.get("attention_mask"),
+            "position_ids": call.get("position_ids"),
+        }
+
+
 ADAPTERS = {
     adapter.model_type: adapter
     for adapter in (
@@ -513,6 +607,7 @@ ADAPTERS = {
         VoxtralAdapter(),
         Gemma4Adapter(),
         GraniteSpeechAdapter(),
+        Phi4MultimodalAdapter(),
     )
 }
 

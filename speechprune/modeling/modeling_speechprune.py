@@ -56,6 +56,7 @@ from transformers import (
     GenerationMixin,
     GraniteSpeechForConditionalGeneration,
     MusicFlamingoForConditionalGeneration,
+    Phi4MultimodalForCausalLM,
     Qwen2_5OmniThinkerForConditionalGeneration,
     Qwen2AudioForConditionalGeneration,
     Qwen3OmniMoeThinkerForConditionalGeneration,
@@ -663,6 +664,12 @@ class GraniteSpeechSpeechPruneForConditionalGeneration(SpeechPruneMixin, Granite
     adapter = ADAPTERS["granite_speech"]
 
 
+class Phi4MultimodalSpeechPruneForCausalLM(SpeechPruneMixin, Phi4MultimodalForCausalLM):
+    """Phi-4-multimodal with SpeechPrune (its decoder merges the audio; the adapter builds those rows)."""
+
+    adapter = ADAPTERS["phi4_multimodal"]
+
+
 PRUNING_CLASSES = {
     cls.adapter.model_type: cls
     for cls in (
@@ -674,6 +681,7 @@ PRUNING_CLASSES = {
         VoxtralSpeechPruneForConditionalGeneration,
         Gemma4SpeechPruneForConditionalGeneration,
         GraniteSpeechSpeechPruneForConditionalGeneration,
+        Phi4MultimodalSpeechPruneForCausalLM,
     )
 }
 
