@@ -13,7 +13,12 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import Gemma4AudioFeatureExtractor, Gemma4Processor, GraniteSpeechFeatureExtractor
+from transformers import (
+    Gemma4AudioFeatureExtractor,
+    Gemma4Processor,
+    GraniteSpeechFeatureExtractor,
+    Phi4MultimodalFeatureExtractor,
+)
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.qwen2_5_omni import modeling_qwen2_5_omni
 from transformers.models.qwen3_omni_moe import modeling_qwen3_omni_moe
@@ -183,18 +188,38 @@ def test_granite_speech_encoder_meta_count_equals_a_real_forward():
     assert efficiency._granite_speech_traced(efficiency._key(tiny), 437, 24) == counter.get_total_flops() > 0
 
 
-def test_lora_count_equals_what_peft_layers_add_to_a_real_forward():
+@pytest.mark.parametrize(
+    "model_type, modules",
+    [("granite", ("q_proj", "v_proj")), ("phi3", ("qkv_proj", "o_proj", "gate_up_proj", "down_proj"))],
+)
+def test_lora_count_equals_what_peft_layers_add_to_a_real_forward(model_type, modules):
+    """Granite Speech's LoRA on q and v; Phi-4's on the fused projections of attention and MLP."""
     from peft import LoraConfig, inject_adapter_in_model
-    from transformers import GraniteConfig, GraniteModel
+    from transformers import AutoModel
 
     text = {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4}
-    text.update(num_key_value_heads=2, vocab_size=50)
-    model = _seeded(lambda: GraniteModel(GraniteConfig(**text)))
+    text.update(num_key_value_heads=2, vocab_size=50, pad_token_id=0)
+    model = _seeded(lambda: AutoModel.from_config(CONFIG_MAPPING[model_type](**text)))
     embeds = torch.randn(1, 13, 32)
     plain = _real_count(model, inputs_embeds=embeds)
-    inject_adapter_in_model(LoraConfig(r=4, target_modules=["q_proj", "v_proj"]), model)
+    inject_adapter_in_model(LoraConfig(r=4, target_modules=list(modules)), model)
     added = _real_count(model, inputs_embeds=embeds) - plain
-    assert added == efficiency.lora_prefill_flops(text, {"rank": 4, "modules": ("q_proj", "v_proj")}, 13) > 0
+    assert added == efficiency.lora_prefill_flops(text, {"rank": 4, "modules": modules}, 13) > 0
+
+
+def test_phi4_multimodal_encoder_meta_count_equals_a_real_forward():
+    from transformers import Phi4MultimodalAudioConfig, Phi4MultimodalAudioModel
+
+    tiny = {"model_type": "phi4_multimodal_audio", "hidden_size": 32, "intermediate_size": 64, "num_blocks": 1}
+    tiny.update(
+        num_attention_heads=2, ext_pw_out_channel=32, depthwise_separable_out_channel=32, nemo_conv_channels=16
+    )
+    config = Phi4MultimodalAudioConfig(**{k: v for k, v in tiny.items() if k != "model_type"})
+    config._attn_implementation = "eager"  # plain matmuls: the CPU's fused sdpa kernel goes uncounted
+    model = _seeded(lambda: Phi4MultimodalAudioModel(config))
+    frames = 4123  # over 500 positions after subsampling: the conformer runs in 500-position chunks
+    real = _real_count(model, hidden_states=torch.randn(1, frames, 80), mask=None)
+    assert efficiency._phi4_multimodal_traced(efficiency._key(tiny), frames) == real > 0
 
 
 @pytest.mark.parametrize("seconds", [0.5, 7.3, 30, 31.2, 90, 125.04])
@@ -213,6 +238,10 @@ def test_token_counts_follow_the_stock_formulas(seconds):
     stock = sum(Gemma4Processor._compute_audio_num_tokens(fake, np.zeros(c), 16000) for c in clips)
     assert audio_tokens("gemma4", seconds) == stock
     assert audio_tokens("voxtral", seconds) == 375 * len(range(0, frames, 3000))
+    phi4 = types.SimpleNamespace(audio_compression_rate=8, audio_downsample_rate=1)  # the stock rule's fields
+    phi4_frames = torch.tensor([(samples - 400) // 160 + 1])  # the stock feature_lengths
+    stock_phi4 = Phi4MultimodalFeatureExtractor._compute_audio_embed_size(phi4, phi4_frames)
+    assert audio_tokens("phi4_multimodal", seconds) == int(stock_phi4[0])
     granite = types.SimpleNamespace(
         melspec_kwargs={"hop_length": 160}, projector_window_size=15, projector_downsample_rate=5
     )  # the stock formula needs these three fields only (its __init__ needs torchaudio)

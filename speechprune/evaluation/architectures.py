@@ -36,6 +36,7 @@ FAMILIES = (
     "voxtral",
     "gemma4",
     "granite_speech",
+    "phi4_multimodal",
 )
 
 _QWEN2_AUDIO_FIXTURE = Path(__file__).with_name("qwen2-audio-7b-config.json")
@@ -292,6 +293,40 @@ def _granite_speech() -> Architecture:
     )
 
 
+def _phi4_multimodal() -> Architecture:
+    text = {
+        "model_type": "phi3",  # Phi-4-mini's decoder: Phi-3's layers (fused qkv_proj and gate_up_proj)
+        "vocab_size": 200064,
+        "hidden_size": 3072,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 24,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 131072,
+        "original_max_position_embeddings": 4096,
+        "partial_rotary_factor": 0.75,
+        "tie_word_embeddings": True,
+    }
+    return Architecture(
+        family="phi4_multimodal",
+        checkpoint="microsoft/Phi-4-multimodal-instruct",
+        text_config=text,
+        audio_config={"model_type": "phi4_multimodal_audio"},  # the class defaults: 24 conformer blocks of 1024
+        seconds_per_token=0.08,
+        tokens_per_30s=375,
+        max_clip_seconds=None,
+        source=(
+            "written here, not verified against the checkpoint: the decoder is Phi-4-mini as published (32 layers, "
+            "hidden 3072, MLP 8192, 24 query / 8 key heads of 128, vocabulary 200064; Phi4MultimodalConfig's "
+            "defaults say 32 heads of 96, which changes only the key/value width), counted as a Phi-3 decoder (the "
+            "same fused layers; LongRoPE adds no products); speech LoRA rank 320 on qkv_proj, o_proj, gate_up_proj "
+            "and down_proj as the release's config describes it; audio encoder: Phi4MultimodalAudioConfig defaults "
+            "(documented as Phi-4-multimodal-instruct) and the speech projector 1024 -> 3072 -> 3072"
+        ),
+        lora={"rank": 320, "modules": ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")},
+    )
+
+
 def released_architecture(family: str) -> Architecture:
     """The released architecture of ``family`` (one of :data:`FAMILIES`); a fresh object each call.
 
@@ -307,6 +342,7 @@ def released_architecture(family: str) -> Architecture:
         "voxtral": _voxtral,
         "gemma4": _gemma4,
         "granite_speech": _granite_speech,
+        "phi4_multimodal": _phi4_multimodal,
     }
     if family not in builders:
         raise ValueError(f"family: no released architecture for {family!r}; known: {', '.join(FAMILIES)}")
@@ -321,7 +357,8 @@ def audio_tokens(family: str, seconds: float) -> int:
     ``_get_feat_extract_output_lengths`` (13 per 100 mel frames); Voxtral: 375 per started 30 s chunk
     (the last chunk's padding becomes tokens); Gemma 4: its processor's formula per clip of at most 30 s
     (the model's cap: a longer recording is counted as consecutive 30 s clips); Granite Speech: its feature
-    extractor's formula over the whole utterance (3 tokens per 15 encoder frames of 20 ms).
+    extractor's formula over the whole utterance (3 tokens per 15 encoder frames of 20 ms); Phi-4-multimodal:
+    ``ceil(frames / 8)`` of its 25 ms / 10 ms frames, no cap.
 
     Example:
         >>> [audio_tokens(f, 90) for f in ("qwen2_audio", "qwen3_omni_moe", "voxtral")]
@@ -344,6 +381,8 @@ def audio_tokens(family: str, seconds: float) -> int:
         return -(-frames // 3000) * 375
     if family == "granite_speech":
         return 3 * -(-((samples // 160 + 1) // 2) // 15)
+    if family == "phi4_multimodal":
+        return -(-((samples - 400) // 160 + 1) // 8)
     if family == "gemma4":
         return sum(_gemma4_clip_tokens(min(480000, samples - start)) for start in range(0, samples, 480000))
     raise ValueError(f"family: no token rule for {family!r}; known: {', '.join(FAMILIES)}")

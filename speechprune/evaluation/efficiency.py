@@ -312,6 +312,8 @@ def family_audio_encoder_flops(family: str, seconds: float) -> int:
     - Gemma 4: clips of at most 30 s (the model's cap), traced (its conformer runs in eager mode).
     - Granite Speech: the whole utterance (its encoder frames of 20 ms) through the conformer and the
       Q-Former projector, traced.
+    - Phi-4-multimodal: the whole utterance through its conformer (attention in 500-position chunks),
+      traced, and the speech projector (two linear maps).
     - Qwen2.5-Omni: one pass over the recording's frames, attention in 2 s blocks (100 positions);
       Qwen3-Omni: 100-frame chunks through three stride-2 2-D convolutions (13 positions each),
       attention in 8 s blocks (104 positions). These two are counted from their matrix products
@@ -337,6 +339,11 @@ def family_audio_encoder_flops(family: str, seconds: float) -> int:
         return _family_traced(key, windows) + _linear_flops(tokens, audio["intermediate_size"] * 4, hidden, hidden)
     if family == "granite_speech":
         return _granite_speech_traced(key, (round(seconds * 16000) // 160 + 1) // 2, hidden)
+    if family == "phi4_multimodal":
+        frames = (round(seconds * 16000) - 400) // 160 + 1
+        return _phi4_multimodal_traced(key, frames) + _linear_flops(
+            tokens, audio.get("hidden_size", 1024), hidden, hidden
+        )
     if family == "gemma4":
         clips = -(-round(seconds * 16000) // 480000)
         return _family_traced(key, clips) + _linear_flops(tokens, audio.get("output_proj_dims", 1536), hidden)
@@ -382,6 +389,17 @@ def _family_traced(key: str, count: int) -> int:
 
 
 @functools.lru_cache(maxsize=32)
+def _phi4_multimodal_traced(key: str, frames: int) -> int:
+    """Phi-4-multimodal's conformer on one utterance of ``frames`` 10 ms frames (its masks are built off ``meta``)."""
+    from transformers import Phi4MultimodalAudioConfig, Phi4MultimodalAudioModel  # no auto-class entry for it
+
+    config = Phi4MultimodalAudioConfig(**{k: v for k, v in json.loads(key).items() if k != "model_type"})
+    with torch.device("meta"):
+        model = Phi4MultimodalAudioModel(config).eval()
+    return _meta_flops(model, torch.empty(1, frames, config.input_size, device="meta"), None)
+
+
+@functools.lru_cache(maxsize=32)
 def _granite_speech_traced(key: str, frames: int, text_hidden: int) -> int:
     """Granite Speech's conformer encoder and Q-Former projector on one utterance of ``frames`` encoder frames."""
     from transformers import GraniteSpeechConfig
@@ -419,11 +437,15 @@ def lora_prefill_flops(text_config: dict, lora: dict | None, num_tokens: int) ->
     hidden, heads = text_config["hidden_size"], text_config["num_attention_heads"]
     head_dim = text_config.get("head_dim") or hidden // heads
     kv = text_config.get("num_key_value_heads") or heads
+    inter = text_config.get("intermediate_size", 0)
     widths = {
         "q_proj": (hidden, heads * head_dim),
         "k_proj": (hidden, kv * head_dim),
         "v_proj": (hidden, kv * head_dim),
+        "qkv_proj": (hidden, (heads + 2 * kv) * head_dim),  # fused (Phi-4): q, k and v rows
         "o_proj": (heads * head_dim, hidden),
+        "gate_up_proj": (hidden, 2 * inter),
+        "down_proj": (inter, hidden),
     }
     per_layer = sum(2 * num_tokens * lora["rank"] * sum(widths[name]) for name in lora["modules"])
     return text_config["num_hidden_layers"] * per_layer
