@@ -570,6 +570,8 @@ class Phi4MultimodalAdapter(FamilyAdapter):
             raise ValueError("phi4_multimodal: prompts with images are not pruned (their audio uses the vision mode)")
         input_ids, features = call["input_ids"], call["audio_input_features"]
         sizes, frame_mask = call.get("audio_embed_sizes"), call.get("audio_attention_mask")
+        if sizes is None:
+            raise ValueError("audio_embed_sizes is required with audio_input_features (from the feature extractor)")
         decoder = self.language_model(model)
         embed = decoder.embed_tokens_extend.audio_embed
         inputs_embeds = decoder.embed_tokens(input_ids)
