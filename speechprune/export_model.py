@@ -194,7 +194,7 @@ def render_card(
         base_model_line=base_line,
         repo_id=repo_id,
         revision=revision or "<commit-sha>",
-        max_positions=model.config.text_config.max_position_embeddings,
+        max_positions=model.adapter.max_positions(model),  # the language model's limit (Phi-4 has no text_config)
         tiny=tiny,
         citation=CITATION,
         **settings,

@@ -129,3 +129,15 @@ def test_export_any_supported_family_from_a_stock_folder(tmp_path):
     with torch.no_grad():
         kept = model(**tiny_family_inputs(stock, [40.0])).selection[0]["num_kept"]
     assert kept == round(0.8 * 390)  # --pruning-rate 0.2 of k1 = 390
+
+
+def test_export_a_family_without_text_config(tmp_path):
+    """Phi-4-multimodal's config is its language model's (no text_config): the card asks the adapter."""
+    from speechprune.testing import tiny_family
+
+    tiny_family("phi4_multimodal").save_pretrained(tmp_path / "stock")
+    out = export_model.export_model(parse("--base", str(tmp_path / "stock"), "--out", str(tmp_path / "out")))
+    config = json.loads((out / "config.json").read_text())
+    assert config["auto_map"]["AutoModel"] == "modeling_speechprune.Phi4MultimodalSpeechPruneForCausalLM"
+    assert (config["phase1_tokens"], config["tokens_per_frame"]) == (375, 13)
+    assert "8192" in (out / "README.md").read_text()  # the tiny decoder's max_position_embeddings

@@ -5,6 +5,7 @@ rank-4 one with random weights is put on every layer's ``qkv_proj`` with PEFT di
 ``tests/test_families.py`` (which checks everything else) has none.
 """
 
+import pytest
 import torch
 from peft import LoraConfig, inject_adapter_in_model
 
@@ -44,3 +45,11 @@ def test_phase2_takes_the_q_and_k_rows_of_the_lora_effective_qkv_weight():
     assert torch.equal(out.selection[0]["kept"], select(fused[:64], fused[64:96]))
     base = qkv.base_layer.weight
     assert not torch.equal(out.selection[0]["kept"], select(base[:64], base[64:96]))  # the LoRA changes the choice
+
+
+def test_audio_without_its_token_counts_is_refused_by_name():
+    model = speechprune.prune(tiny_family("phi4_multimodal"), pruning_method="speechprune")
+    batch = tiny_family_inputs(model, [12.0])
+    batch.pop("audio_embed_sizes")
+    with pytest.raises(ValueError, match="audio_embed_sizes is required"):
+        model(**batch)
