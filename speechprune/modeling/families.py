@@ -383,7 +383,6 @@ class Gemma4Adapter(FamilyAdapter):
         return captured
 
 
-
 class GlmAsrAdapter(FamilyAdapter):
     """GLM-ASR: 30 s windows of 375 tokens (80 ms each: four 20 ms encoder positions), a Llama language model.
 
@@ -449,6 +448,7 @@ class Qwen3AsrAdapter(FamilyAdapter):
         "<|audio_pad|>": 151676,
     }
     notes = "Qwen3-ASR: 13 tokens per second, 390 per 30 s, any length (8 s attention windows)"
+
 
 ADAPTERS = {
     adapter.model_type: adapter

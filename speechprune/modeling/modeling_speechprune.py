@@ -658,7 +658,6 @@ class Gemma4SpeechPruneForConditionalGeneration(SpeechPruneMixin, Gemma4ForCondi
         return super().prepare_inputs_for_generation(input_ids, inputs_embeds=inputs_embeds, **kwargs)
 
 
-
 class GlmAsrSpeechPruneForConditionalGeneration(SpeechPruneMixin, GlmAsrForConditionalGeneration):
     """GLM-ASR with SpeechPrune."""
 
@@ -669,6 +668,7 @@ class Qwen3AsrSpeechPruneForConditionalGeneration(SpeechPruneMixin, Qwen3ASRForC
     """Qwen3-ASR with SpeechPrune."""
 
     adapter = ADAPTERS["qwen3_asr"]
+
 
 PRUNING_CLASSES = {
     cls.adapter.model_type: cls
