@@ -386,10 +386,11 @@ class Gemma4Adapter(FamilyAdapter):
 class GlmAsrAdapter(FamilyAdapter):
     """GLM-ASR: 30 s windows of 375 tokens (80 ms each: four 20 ms encoder positions), a Llama language model.
 
-    The processor cuts a recording into 30 s windows (at most 655 s, with a warning beyond) and counts its
-    placeholders with the conv formula over the recording's frames; the stock forward encodes the windows
-    as one batch and scatters each window's valid tokens in order. The encoder has no padding mask: a
-    window's tokens depend on its padding, which the processor makes 3000 frames for every window.
+    The processor cuts a recording into 30 s windows (at most 21, so 630 s; beyond, it warns, naming 655 s)
+    and counts its placeholders with the conv formula over the recording's frames; the stock forward
+    encodes the windows as one batch and scatters each window's valid tokens in order. The encoder has no
+    padding mask: a window's tokens depend on its padding, which the processor makes 3000 frames for every
+    window.
     """
 
     model_type = "glmasr"
@@ -417,7 +418,7 @@ class GlmAsrAdapter(FamilyAdapter):
         "<|begin_of_audio|>": -1,
         "<|end_of_audio|>": -1,
     }
-    notes = "GLM-ASR: 80 ms per token, 375 per 30 s window, up to 655 s (the processor's cap, with a warning)"
+    notes = "GLM-ASR: 80 ms per token, 375 per 30 s window, up to 630 s (the processor keeps 21 windows and warns)"
 
 
 class Qwen3AsrAdapter(FamilyAdapter):
