@@ -54,11 +54,13 @@ from transformers import (
     Gemma4ForConditionalGeneration,
     GenerationConfig,
     GenerationMixin,
+    GlmAsrForConditionalGeneration,
     GraniteSpeechForConditionalGeneration,
     MusicFlamingoForConditionalGeneration,
     Phi4MultimodalForCausalLM,
     Qwen2_5OmniThinkerForConditionalGeneration,
     Qwen2AudioForConditionalGeneration,
+    Qwen3ASRForConditionalGeneration,
     Qwen3OmniMoeThinkerForConditionalGeneration,
     VoxtralForConditionalGeneration,
 )
@@ -658,6 +660,18 @@ class Gemma4SpeechPruneForConditionalGeneration(SpeechPruneMixin, Gemma4ForCondi
         return super().prepare_inputs_for_generation(input_ids, inputs_embeds=inputs_embeds, **kwargs)
 
 
+class GlmAsrSpeechPruneForConditionalGeneration(SpeechPruneMixin, GlmAsrForConditionalGeneration):
+    """GLM-ASR with SpeechPrune."""
+
+    adapter = ADAPTERS["glmasr"]
+
+
+class Qwen3AsrSpeechPruneForConditionalGeneration(SpeechPruneMixin, Qwen3ASRForConditionalGeneration):
+    """Qwen3-ASR with SpeechPrune."""
+
+    adapter = ADAPTERS["qwen3_asr"]
+
+
 class GraniteSpeechSpeechPruneForConditionalGeneration(SpeechPruneMixin, GraniteSpeechForConditionalGeneration):
     """Granite Speech with SpeechPrune (its speech LoRA on for the pruned prompt, as the stock generate does)."""
 
@@ -680,6 +694,8 @@ PRUNING_CLASSES = {
         MusicFlamingoSpeechPruneForConditionalGeneration,
         VoxtralSpeechPruneForConditionalGeneration,
         Gemma4SpeechPruneForConditionalGeneration,
+        GlmAsrSpeechPruneForConditionalGeneration,
+        Qwen3AsrSpeechPruneForConditionalGeneration,
         GraniteSpeechSpeechPruneForConditionalGeneration,
         Phi4MultimodalSpeechPruneForCausalLM,
     )
