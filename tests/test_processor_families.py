@@ -23,6 +23,7 @@ import torch
 import transformers
 
 import speechprune
+from speechprune.modeling.families import ADAPTERS
 from speechprune.testing import tiny_family_processor, tiny_family_with_processor
 
 FAMILIES = ("audioflamingo3", "musicflamingo", "qwen2_5_omni_thinker", "qwen3_omni_moe_thinker")
@@ -312,6 +313,9 @@ def test_export_writes_the_project_processor_and_automodel_loads_it_offline(tmp_
         assert got["ids"] == list(out["input_ids"][0])
         assert got["query"] == [bool(q) for q in out["query_mask"][0]]
         assert got["features"] == float(np.asarray(out["input_features"], dtype=np.float64).sum())
+        card = (tmp_path / "repo" / family / "README.md").read_text()  # the card names the family's processor
+        assert f"| processor (`AutoProcessor`) | `{type(ours).__name__}`: " in card
+        assert ADAPTERS[family].name in card and "qwen2-audio" not in card.lower()
 
 
 def test_docstring_examples():
