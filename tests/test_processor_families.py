@@ -24,9 +24,17 @@ import transformers
 
 import speechprune
 from speechprune.modeling.families import ADAPTERS
-from speechprune.testing import tiny_family_processor, tiny_family_with_processor
+from speechprune.testing import (
+    tiny_family_processor,
+    tiny_family_with_processor,
+    tiny_gemma4,
+    tiny_gemma4_processor,
+    tiny_voxtral,
+    tiny_voxtral_processor,
+)
 
 FAMILIES = ("audioflamingo3", "musicflamingo", "qwen2_5_omni_thinker", "qwen3_omni_moe_thinker")
+OTHERS = ("gemma4", "voxtral")  # their processors are older; the export test covers them too
 PROMPT_ARGS = ("Which city was named?", ["Oslo", "Rome", "Lima", "Kyiv"])
 # The stock processor's cap, in seconds (None: the stock processor keeps everything).
 STOCK_CAP = {"audioflamingo3": 600, "musicflamingo": 1200, "qwen2_5_omni_thinker": 300, "qwen3_omni_moe_thinker": None}
@@ -265,28 +273,36 @@ CHILD = textwrap.dedent(
 )
 
 
+@functools.cache
+def _other_family(family):
+    """``(stock model, project processor)`` of Gemma 4 and Voxtral, whose tiny builders predate these."""
+    if family == "gemma4":
+        return tiny_gemma4()[0], tiny_gemma4_processor()
+    return tiny_voxtral()[0], tiny_voxtral_processor()
+
+
 def _stock_folder(family, folder):
-    """A stock checkpoint folder: the tiny model and the stock processor's files (Omni: extractor + tokenizer)."""
-    model = _model(family)
+    """A stock checkpoint folder: the tiny model and the stock processor's files (else extractor + tokenizer)."""
+    model, processor = _other_family(family) if family in OTHERS else (_model(family), _processor(family))
     model.save_pretrained(folder)
     if "flamingo" in family:
         _stock(family).save_pretrained(folder)
-    else:  # the stock Omni processor cannot be saved without torchvision; its sub-processors' files can
-        processor = _processor(family)
+    else:  # stock Omni / Gemma 4 processors need torchvision to save, Voxtral's mistral-common; their parts do not
         processor.feature_extractor.save_pretrained(folder)
         tokenizer = copy.deepcopy(processor.tokenizer)
-        tokenizer.chat_template = processor.chat_template
+        if processor.chat_template:
+            tokenizer.chat_template = processor.chat_template
         tokenizer.save_pretrained(folder)
     return folder
 
 
 @pytest.mark.slow
-def test_export_writes_the_project_processor_and_automodel_loads_it_offline(tmp_path):
-    """export-model from a stock folder writes the project processor; a fresh offline process loads it."""
+def test_export_writes_the_project_processor_and_autoprocessor_loads_it_offline(tmp_path):
+    """export-model from a stock folder writes the family's project processor; a fresh offline process loads it."""
     from speechprune import cli
 
     folders = {}
-    for family in FAMILIES:
+    for family in FAMILIES + OTHERS:
         base = _stock_folder(family, tmp_path / "stock" / family)
         out = tmp_path / "repo" / family
         assert cli.main(["export-model", "--base", str(base), "--out", str(out), "--query", "question"]) == 0
@@ -303,8 +319,9 @@ def test_export_writes_the_project_processor_and_automodel_loads_it_offline(tmp_
     child = json.loads(result.stdout.strip().splitlines()[-1])
     assert child["speechprune"] is False
     wave = (np.random.default_rng(0).standard_normal(16000 * 12) * 0.1).astype(np.float32)
+    assert sorted(child["results"]) == sorted(FAMILIES + OTHERS)
     for family, got in child["results"].items():
-        ours = _processor(family)
+        ours = _other_family(family)[1] if family in OTHERS else _processor(family)
         assert got["class"] == type(ours).__name__ and got["module"].startswith("transformers_modules.")
         assert got["query_default"] == "question"  # --query is the saved default
         out = ours(
