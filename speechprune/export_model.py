@@ -165,11 +165,14 @@ def load_processor(base: str, model_type: str, revision: str | None, query: str)
     import transformers
 
     project = processor_class(model_type)
-    try:
-        if project is None:
+    if project is None:
+        try:
             return transformers.AutoProcessor.from_pretrained(base, revision=revision)
+        except (OSError, ValueError, TypeError):  # a folder with weights only: the repo gets no processor
+            return None
+    try:
         return project.from_pretrained(base, revision=revision, query=query)
-    except (OSError, ValueError, TypeError):  # a folder with weights only: the repo gets no processor
+    except OSError:  # no feature extractor or tokenizer files: the repo gets no processor
         return None
 
 
