@@ -3,9 +3,9 @@
 The stock ``AudioFlamingo3Processor`` and ``MusicFlamingoProcessor`` cut a recording into 30 s windows
 but keep at most ``max_audio_len // 30`` of them (600 s and 1200 s): the rest is dropped, with a log
 warning only. The cap is the processors', not the models': the encoder sees each 30 s window on its own
-(1500 positions, the same for every window), and MusicFlamingo's rotary time embedding computes its
-angles from each token's time in seconds, with no table to run out of. So these processors keep every
-window:
+(1500 positions, the same for every window), and MusicFlamingo's rotary time embedding looks up only the
+position inside a window (750 of its 1200 rows) and computes the rest from the window's index and each
+token's time in seconds, so no table runs out. So these processors keep every window:
 
 1. each recording (16 kHz mono, float or int16 / int32 PCM) is cut into consecutive 30 s windows, the
    last one shorter; each is featurized alone and padded to 3000 frames (``input_features``
