@@ -4,9 +4,9 @@ The stock ``Qwen2_5OmniProcessor`` pads every recording to its feature extractor
 truncation on: with the released ``preprocessor_config.json`` (``chunk_length`` 300) anything after
 300 s is cut without a word. The cap is the processor's, not the model's: the thinker's audio encoder
 attends within 2 s chunks (200 mel frames, 100 positions after its stride-2 convolution, well inside its
-positional table of 1500), so it takes any number of them. The stock ``Qwen3OmniMoeProcessor`` of this transformers version
-already pads to the longest recording with truncation off (no cut); its encoder works on 1 s chunks
-(13 tokens each) inside 8 s attention windows, again for any length.
+positional table of 1500), so it takes any number of them. The stock ``Qwen3OmniMoeProcessor`` of this
+transformers version already pads to the longest recording with truncation off (no cut); its encoder
+works on 1 s chunks (13 tokens each) inside 8 s attention windows, again for any length.
 
 These processors featurize each recording on its own, never cut it, and count its tokens with the
 family's own formula:
