@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import importlib
 
+from speechprune.processors import PROCESSORS as _PROCESSORS
+
 __version__ = "0.1.0"
 
 # Public name -> the module that defines it (imported on first use).
@@ -28,12 +30,13 @@ _LAZY = {
     "unprune": "speechprune.api",
     "supported_families": "speechprune.api",
     "SpeechPruneConfig": "speechprune.modeling.configuration_speechprune",
-    "SpeechPruneProcessor": "speechprune.modeling.processing_speechprune",
     "Qwen2AudioSpeechPruneForConditionalGeneration": "speechprune.modeling.modeling_speechprune",
     "Qwen2_5OmniThinkerSpeechPruneForConditionalGeneration": "speechprune.modeling.modeling_speechprune",
     "Qwen3OmniMoeThinkerSpeechPruneForConditionalGeneration": "speechprune.modeling.modeling_speechprune",
     "AudioFlamingo3SpeechPruneForConditionalGeneration": "speechprune.modeling.modeling_speechprune",
     "MusicFlamingoSpeechPruneForConditionalGeneration": "speechprune.modeling.modeling_speechprune",
+    # every family's project processor (speechprune.processors), SpeechPruneProcessor (Qwen2-Audio) among them
+    **{path.rpartition(".")[2]: "speechprune.modeling." + path.rpartition(".")[0] for path in _PROCESSORS.values()},
 }
 
 

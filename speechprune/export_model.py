@@ -2,8 +2,9 @@
 
 The folder holds everything ``from_pretrained(..., trust_remote_code=True)`` needs: ``config.json``
 with the pruning defaults and an ``auto_map``, the code files of ``speechprune/modeling/`` (they import
-only torch, transformers and each other), the weights as safetensors, the long-audio processor, and a
-model card rendered from ``speechprune/hub_cards/speechprune_model_card.md``.
+only torch, transformers and each other), the weights as safetensors, the family's project processor
+(``speechprune.processors``: long audio and ``query_mask``), and a model card rendered from
+``speechprune/hub_cards/speechprune_model_card.md`` with the family's facts.
 
 Example (offline, the tiny random model)::
 
@@ -36,6 +37,7 @@ from speechprune.modeling.configuration_speechprune import (
 from speechprune.modeling.families import adapter_for
 from speechprune.modeling.modeling_speechprune import POSITION_MODES, validate_settings
 from speechprune.modeling.pruning import METHODS
+from speechprune.processors import processor_class
 from speechprune.sources import hub_failure, local_or_hub
 
 CARD_TEMPLATE = Path(__file__).resolve().parent / "hub_cards" / "speechprune_model_card.md"
@@ -148,12 +150,30 @@ def _load_family(base: str, model_type: str, settings: dict, revision, dtype):
     bad = {key: sorted(info[key]) for key in ("missing_keys", "unexpected_keys", "mismatched_keys") if info[key]}
     if bad:
         raise ValueError(f"base: the weights of {base!r} do not fit {stock_class.__name__}: {bad}")
-    try:
-        processor = transformers.AutoProcessor.from_pretrained(base, revision=revision)
-    except (OSError, ValueError, TypeError):  # a folder with weights only: the repo gets no processor
-        processor = None
+    processor = load_processor(base, model_type, revision, settings["query"])
     tokenizer = getattr(processor, "tokenizer", None)
     return prune(model.eval(), tokenizer=tokenizer, **settings), processor
+
+
+def load_processor(base: str, model_type: str, revision: str | None, query: str):
+    """The family's project processor (``speechprune.processors``) built from ``base``'s processor files.
+
+    The stock processor files (feature extractor, tokenizer, chat template) are read by the project
+    class, so the repo gets the processor that keeps long audio, with ``query`` as its default. A family
+    without a project processor keeps its stock one; a folder with weights only gets none.
+    """
+    import transformers
+
+    project = processor_class(model_type)
+    if project is None:
+        try:
+            return transformers.AutoProcessor.from_pretrained(base, revision=revision)
+        except (OSError, ValueError, TypeError):  # a folder with weights only: the repo gets no processor
+            return None
+    try:
+        return project.from_pretrained(base, revision=revision, query=query)
+    except OSError:  # no feature extractor or tokenizer files: the repo gets no processor
+        return None
 
 
 def special_token_ids(tokenizer) -> dict:
@@ -183,10 +203,20 @@ def render_card(
     base_model: str | None = None,
     dataset_id: str | None = None,
 ) -> ModelCard:
-    """The model card: YAML metadata from :func:`speechprune.hub_cards.model_card.model_card_data`, template text."""
-    card_data = model_card_data(base, repo_id=repo_id, base_model=base_model, dataset_id=dataset_id)
+    """The model card: YAML metadata from :func:`speechprune.hub_cards.model_card.model_card_data`, template text.
+
+    Every fact about the family comes from its adapter (name, classes, token rate, W, fallback query
+    tokens, position limit) and its project processor (``speechprune.processors``), none from the text.
+    """
+    adapter = adapter_for(model.config.model_type)
+    project = processor_class(adapter.model_type)
+    tag = adapter.model_type.replace("_", "-")
+    card_data = model_card_data(
+        base, repo_id=repo_id, base_model=base_model, dataset_id=dataset_id, family_tags=(tag,)
+    )
     named = card_data.base_model if isinstance(card_data.base_model, str) else None
-    base_line = f"[{named}](https://huggingface.co/{named})" if named else "A Qwen2-Audio model"
+    base_line = f"[{named}](https://huggingface.co/{named})" if named else f"A {adapter.name} model"
+    max_seconds = getattr(project, "max_seconds", None)
     return ModelCard.from_template(
         card_data,
         template_path=str(CARD_TEMPLATE),
@@ -194,7 +224,21 @@ def render_card(
         base_model_line=base_line,
         repo_id=repo_id,
         revision=revision or "<commit-sha>",
-        max_positions=model.adapter.max_positions(model),  # the language model's limit (Phi-4 has no text_config)
+        family=adapter.name,
+        model_type=adapter.model_type,
+        stock_class=adapter.stock_class,
+        pruning_class=adapter.pruning_class,
+        auto_classes=["AutoModel", *adapter.generation_auto_classes],
+        ms_per_token=f"{adapter.seconds_per_token * 1000:.4g}",
+        tokens_per_window=adapter.tokens_per_window,
+        query_start=list(adapter.query_start_tokens),
+        query_end=adapter.query_end_token,
+        max_positions=adapter.max_positions(model),
+        processor_class=project.__name__ if project else None,
+        long_audio=getattr(project, "long_audio", ""),
+        example_seconds=max_seconds or 90,
+        length_note=f"at most {max_seconds} s" if max_seconds else "any length",
+        methods=METHODS,
         tiny=tiny,
         citation=CITATION,
         **settings,
@@ -244,4 +288,4 @@ def main(args) -> int:
     return 0
 
 
-__all__ = ["configure", "main", "export_model", "render_card", "load_base", "special_token_ids"]
+__all__ = ["configure", "main", "export_model", "render_card", "load_base", "load_processor", "special_token_ids"]

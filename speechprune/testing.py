@@ -976,3 +976,140 @@ __all__ = [
     "phi4_multimodal_config",
     "phi4_multimodal_token_count",
 ]
+
+
+# --- Tiny project processors of AudioFlamingo3, MusicFlamingo and the Qwen Omni thinkers ---------------
+# The project's trained BPE with each family's audio tokens added under the release's names, each
+# family's stock feature extractor settings (Whisper, 128 mel bins; 30 s for the Flamingos, the released
+# 300 s for the Omni thinkers), and chat templates modelled on the released ones: the Flamingos put the
+# audio before the user's text, the Omni templates keep the content's order and write the audio's start
+# and end tokens around the placeholder.
+
+_FAMILY_AUDIO_TOKENS = {
+    "audioflamingo3": ["<sound>"],
+    "musicflamingo": ["<sound>", "<|sound_bos|>", "<|sound_eos|>"],
+    "qwen2_5_omni_thinker": [],  # <|audio_bos|>, <|AUDIO|>, <|audio_eos|> are in SPECIAL_TOKENS already
+    "qwen3_omni_moe_thinker": ["<|audio_start|>", "<|audio_pad|>", "<|audio_end|>"],
+}
+# model_type -> (system message or "", what an audio item renders as, audio items first?)
+_FAMILY_TEMPLATES = {
+    "audioflamingo3": ("You are a helpful assistant.", "<sound>", True),
+    "musicflamingo": ("You are Music Flamingo, a multimodal assistant for language and music.", "<sound>", True),
+    "qwen2_5_omni_thinker": (
+        "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving "
+        "auditory and visual inputs, as well as generating text and speech.",
+        "<|audio_bos|><|AUDIO|><|audio_eos|>",
+        False,
+    ),
+    "qwen3_omni_moe_thinker": ("", "<|audio_start|><|audio_pad|><|audio_end|>", False),
+}
+# model_type -> (config field -> template token) for the tiny model built around a tiny processor
+_FAMILY_CONFIG_TOKENS = {
+    "audioflamingo3": {"audio_token_id": "<sound>"},
+    "musicflamingo": {
+        "audio_token_id": "<sound>",
+        "audio_bos_token_id": "<|sound_bos|>",
+        "audio_eos_token_id": "<|sound_eos|>",
+    },
+    "qwen2_5_omni_thinker": {
+        "audio_token_id": "<|AUDIO|>",
+        "audio_start_token_id": "<|audio_bos|>",
+        "audio_end_token_id": "<|audio_eos|>",
+    },
+    "qwen3_omni_moe_thinker": {"audio_token_id": "<|audio_pad|>", "audio_start_token_id": "<|audio_start|>"},
+}
+# Vision ids the Omni configs need although no image or video is ever given: ids past the tokenizer's.
+_OMNI_VISION_FIELDS = ("image_token_id", "video_token_id", "vision_start_token_id")
+
+
+def family_chat_template(model_type: str) -> str:
+    """A Qwen-style chat template (``<|im_start|>role ... <|im_end|>``) laid out as ``model_type``'s release."""
+    system, audio, audio_first = _FAMILY_TEMPLATES[model_type]
+    head = (
+        f"{{% if loop.first and message['role'] != 'system' %}}<|im_start|>system\n{system}<|im_end|>\n{{% endif %}}"
+        if system
+        else ""
+    )
+    if audio_first:
+        content = (
+            f"{{% for item in message['content'] if item['type'] == 'audio' %}}{audio}{{% endfor %}}"
+            "{% for item in message['content'] if item['type'] == 'text' %}{{ item['text'] }}{% endfor %}"
+        )
+    else:
+        content = (
+            f"{{% for item in message['content'] %}}{{% if item['type'] == 'audio' %}}{audio}"
+            "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
+        )
+    return (
+        f"{{% for message in messages %}}{head}<|im_start|>{{{{ message['role'] }}}}\n"
+        f"{{% if message['content'] is string %}}{{{{ message['content'] }}}}{{% else %}}{content}{{% endif %}}"
+        "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+
+
+def tiny_family_processor(model_type: str):
+    """The project processor of ``model_type`` (AudioFlamingo3, MusicFlamingo, the Omni thinkers), offline.
+
+    Its feature extractor has the family's released settings; its tokenizer is the project's trained BPE
+    with the family's audio tokens, so :func:`tiny_family_with_processor` builds a model whose ids are its.
+
+    Example:
+        >>> processor = tiny_family_processor("musicflamingo")
+        >>> type(processor).__name__, processor.feature_extractor.n_samples
+        ('MusicFlamingoSpeechPruneProcessor', 480000)
+    """
+    from speechprune.processors import processor_class
+
+    tokenizer = copy.deepcopy(_cached_tokenizer(600))
+    tokenizer.add_special_tokens({"additional_special_tokens": _FAMILY_AUDIO_TOKENS[model_type]})
+    tokenizer.pad_token = "<|endoftext|>"
+    seconds = 300 if model_type.startswith("qwen") else 30
+    feature_extractor = WhisperFeatureExtractor(
+        feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=seconds, n_fft=400
+    )
+    return processor_class(model_type)(
+        feature_extractor=feature_extractor, tokenizer=tokenizer, chat_template=family_chat_template(model_type)
+    )
+
+
+def tiny_family_with_processor(model_type: str, seed: int = 0):
+    """``(model, processor)``: :func:`tiny_family`'s stock model with the ids of :func:`tiny_family_processor`.
+
+    The config is :func:`tiny_family_config`'s with its template-token ids, vocabulary and
+    ``special_token_ids`` taken from the tokenizer, so the processor's outputs feed the model as they are.
+
+    Example:
+        >>> model, processor = tiny_family_with_processor("audioflamingo3")
+        >>> model.config.audio_token_id == processor.audio_token_id
+        True
+    """
+    import transformers
+
+    from speechprune.modeling.families import ADAPTERS
+
+    processor = tiny_family_processor(model_type)
+    tokenizer = processor.tokenizer
+    vocab = tokenizer.get_vocab()
+    config = tiny_family_config(model_type)
+    for field, token in _FAMILY_CONFIG_TOKENS[model_type].items():
+        setattr(config, field, vocab[token])
+    size = len(tokenizer)
+    if model_type.startswith("qwen"):
+        for offset, field in enumerate(_OMNI_VISION_FIELDS):
+            setattr(config, field, size + offset)
+        size += len(_OMNI_VISION_FIELDS)
+    text = config.text_config
+    text.vocab_size = size
+    text.bos_token_id = text.pad_token_id = vocab["<|endoftext|>"]
+    text.eos_token_id = vocab["<|im_end|>"]
+    adapter = ADAPTERS[model_type]
+    config.special_token_ids = {name: vocab[name] for name in adapter.default_special_token_ids if name in vocab}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = getattr(transformers, adapter.stock_class)(config)
+    model.generation_config.pad_token_id = text.pad_token_id
+    model.generation_config.eos_token_id = text.eos_token_id
+    return model.eval(), processor
+
+
+__all__ += ["family_chat_template", "tiny_family_processor", "tiny_family_with_processor"]

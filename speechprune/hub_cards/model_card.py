@@ -85,7 +85,7 @@ def model_card_data(
     repo_id: str,
     base_model: str | None = None,
     dataset_id: str | None = None,
-    family_tags: tuple[str, ...] = ("qwen2-audio",),
+    family_tags: tuple[str, ...] = (),
 ) -> ModelCardData:
     """The card's metadata for an export of ``base`` published as ``repo_id``.
 
@@ -94,7 +94,7 @@ def model_card_data(
         repo_id: the Hub id the repo is meant for; also the ``model_name`` that ``submit`` files results under.
         base_model: ``--base-model``, overriding what :func:`base_model_of` finds.
         dataset_id: the Hub id of the SPIRAL build the model is evaluated on (``datasets:``).
-        family_tags: tags naming the model family.
+        family_tags: tags naming the model family (``export-model`` passes the family's ``model_type``).
     """
     return ModelCardData(
         license="apache-2.0",

@@ -26,7 +26,8 @@ Constants (class attributes):
         chat template: the non-special tokens after the last of ``query_start_tokens`` up to the next
         ``query_end_token``. Names, resolved through ``config.special_token_ids`` (name -> id), whose
         default is ``default_special_token_ids`` (the released checkpoint's tokenizer).
-    ``notes``: one line for :func:`speechprune.supported_families`.
+    ``notes``: one line for :func:`speechprune.supported_families`, starting with the family's name and a
+        colon (:attr:`FamilyAdapter.name`, which the model card shows).
 
 Hooks (methods taking the model; override only where the family differs):
     ``language_model(model)``: the decoder module whose forward is hooked (its keyword arguments are
@@ -101,6 +102,11 @@ class FamilyAdapter:
         return with_family_defaults(
             settings, window_tokens=self.tokens_per_window, seconds_per_token=self.seconds_per_token
         )
+
+    @property
+    def name(self) -> str:
+        """The family's name as people write it: what ``notes`` says before its first colon."""
+        return self.notes.partition(":")[0]
 
     def special_token_ids(self, model) -> dict:
         """Token name -> id for the fallback query rule: the config's ``special_token_ids``, else the defaults."""
@@ -312,7 +318,7 @@ class AudioFlamingo3Adapter(FamilyAdapter):
     generation_auto_classes = ("AutoModelForSeq2SeqLM",)
     query_start_tokens = ("<sound>",)
     default_special_token_ids = {**_QWEN_CHAT_IDS, "<sound>": 151669}
-    notes = "AudioFlamingo3: 40 ms per token, 750 per 30 s window, up to 600 s"
+    notes = "AudioFlamingo3: 40 ms per token, 750 per 30 s window; any length (its stock processor stops at 600 s)"
 
 
 class MusicFlamingoAdapter(AudioFlamingo3Adapter):
@@ -323,7 +329,7 @@ class MusicFlamingoAdapter(AudioFlamingo3Adapter):
     pruning_class = "MusicFlamingoSpeechPruneForConditionalGeneration"
     query_start_tokens = ("<|sound_eos|>",)
     default_special_token_ids = {**_QWEN_CHAT_IDS, "<sound>": 151669, "<|sound_bos|>": 151670, "<|sound_eos|>": 151671}
-    notes = "MusicFlamingo: 40 ms per token, 750 per 30 s window, up to 1200 s"
+    notes = "MusicFlamingo: 40 ms per token, 750 per 30 s window; any length (its stock processor stops at 1200 s)"
 
 
 class VoxtralAdapter(FamilyAdapter):

@@ -79,6 +79,9 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
     ``processor_config.json`` (``speechprune export-model --query`` sets it for a model repo).
     """
 
+    long_audio = "any length: consecutive 30 s windows, all of them (the stock processor keeps the first 30 s)"
+    max_seconds = None  # no cap
+
     def __init__(
         self,
         feature_extractor=None,
@@ -182,30 +185,19 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
         return check_recordings(audio, sampling_rate)
 
     def _process_audio(self, audio: list[np.ndarray], **kwargs):
-        """Features of every 30 s window, and one placeholder string per recording.
+        """Features of every 30 s window (:func:`window_features`), and one placeholder string per recording.
 
-        Each window is featurized on its own (batch of one), so a recording's features never
-        depend on what else is in the batch.
+        A trailing window too short to yield one token is dropped.
         """
-        extractor = self.feature_extractor
-        window = extractor.n_samples  # 30 s = 480000 samples
         features, masks, replacements = [], [], []
         for i, wave in enumerate(audio):
             total = 0
-            for start in range(0, len(wave), window):
-                out = extractor(
-                    wave[start : start + window],
-                    sampling_rate=SAMPLING_RATE,
-                    padding="max_length",
-                    return_attention_mask=True,
-                    return_tensors="np",
-                )
-                mask = out["attention_mask"][0]
+            for feature, mask in window_features(self.feature_extractor, wave):
                 count = window_token_count(int(mask.sum()))
                 if count == 0:  # only the trailing window can be this short
                     continue
-                features.append(out["input_features"][0])
-                masks.append(mask.astype(np.int32))
+                features.append(feature)
+                masks.append(mask)
                 total += count
             if total == 0:
                 raise ValueError(
@@ -215,6 +207,27 @@ class SpeechPruneProcessor(Qwen2AudioProcessor):
             replacements.append(self.audio_token * total)
         audio_inputs = {"input_features": np.stack(features), "feature_attention_mask": np.stack(masks)}
         return audio_inputs, replacements
+
+
+def window_features(extractor, wave: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(features (mel, frames), frame mask (frames,) int32)`` of each consecutive window of ``wave``.
+
+    A window is the Whisper extractor's ``n_samples`` (30 s); the last one is shorter and padded to a
+    full window, as the stock extractor pads a clip. Each window is featurized on its own (a batch of
+    one), so a recording's features never depend on what else is in the batch.
+    """
+    window = extractor.n_samples
+    windows = []
+    for start in range(0, len(wave), window):
+        out = extractor(
+            wave[start : start + window],
+            sampling_rate=SAMPLING_RATE,
+            padding="max_length",
+            return_attention_mask=True,
+            return_tensors="np",
+        )
+        windows.append((out["input_features"][0], out["attention_mask"][0].astype(np.int32)))
+    return windows
 
 
 def spiral_messages(question: str, choices: list[str]) -> list[dict]:
@@ -303,4 +316,4 @@ def _query_mask(
 # A saved processor loads with AutoProcessor.from_pretrained(folder, trust_remote_code=True).
 SpeechPruneProcessor.register_for_auto_class("AutoProcessor")
 
-__all__ = ["SpeechPruneProcessor", "window_token_count", "INSTRUCTION", "SAMPLING_RATE"]
+__all__ = ["SpeechPruneProcessor", "window_features", "window_token_count", "INSTRUCTION", "SAMPLING_RATE"]

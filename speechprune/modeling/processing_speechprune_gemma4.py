@@ -30,10 +30,10 @@ This file imports only numpy, transformers and its siblings, so it can be copied
 from __future__ import annotations
 
 import numpy as np
-from transformers import BatchFeature, ProcessorMixin
 
 from .audio_input import SAMPLING_RATE
-from .processing_speechprune import _check_query, _query_mask, prompts_and_recordings, spiral_messages
+from .processing_placeholder import PlaceholderProcessor, pad_frames, too_short
+from .processing_speechprune import _check_query
 
 MAX_CLIP_SAMPLES = 30 * SAMPLING_RATE
 
@@ -46,8 +46,13 @@ def clip_token_count(frame_mask: np.ndarray) -> int:
     return int(mask.sum())
 
 
-class Gemma4SpeechPruneProcessor(ProcessorMixin):
+class Gemma4SpeechPruneProcessor(PlaceholderProcessor):
     """Gemma 4 audio + text processor for SpeechPrune: stock features up to 30 s, an error beyond, and ``query_mask``.
+
+    Call it with ``text`` (one ``<|audio|>`` per clip), ``audio``, ``sampling_rate`` and ``query``
+    (``processing_placeholder.PlaceholderProcessor.__call__``); with audio it returns ``input_features``
+    ``(clips, frames, 128)`` and ``input_features_mask`` ``(clips, frames)``. A clip over 30 s (Gemma 4's
+    cap) is a ``ValueError``.
 
     Args:
         feature_extractor: a ``Gemma4AudioFeatureExtractor``.
@@ -56,6 +61,9 @@ class Gemma4SpeechPruneProcessor(ProcessorMixin):
         turn_end: the end-of-turn marker that closes the query region.
         query: default ``query`` of every call (``"user_text"`` or ``"question"``).
     """
+
+    long_audio = "at most 30 s per clip, the model's own cap: a longer clip is an error (split it into clips)"
+    max_seconds = MAX_CLIP_SAMPLES // SAMPLING_RATE
 
     def __init__(
         self,
@@ -71,58 +79,14 @@ class Gemma4SpeechPruneProcessor(ProcessorMixin):
         _check_query(query)
         self.audio_token, self.boa_token, self.eoa_token = audio_token, boa_token, eoa_token
         self.turn_end, self.query = turn_end, query
-        self.audio_token_id = tokenizer.convert_tokens_to_ids(audio_token)
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template)
 
-    def spiral_prompt(self, question: str, choices: list[str]) -> str:
-        """SPEC section 5's prompt in the Gemma chat template: one audio, question, choices, instruction."""
-        messages = spiral_messages(question, choices)
-        return self.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
-    def __call__(
-        self,
-        text=None,
-        audio=None,
-        sampling_rate: int | None = None,
-        query: str | None = None,
-        return_tensors: str | None = None,
-        padding: bool | str = True,
-        **kwargs,
-    ) -> BatchFeature:
-        """Tokenize ``text`` (one ``<|audio|>`` per clip) and featurize ``audio`` (clips of at most 30 s).
-
-        Returns:
-            ``BatchFeature`` with ``input_ids``, ``attention_mask`` (left padded), ``query_mask``
-            ``(batch, seq)`` and, with audio, ``input_features`` ``(clips, frames, 128)`` and
-            ``input_features_mask`` ``(clips, frames)``.
-
-        Raises:
-            ValueError: a clip over 30 s (Gemma 4's cap), a wrong sampling rate, bad samples, or a
-                placeholder count that does not match the clips.
-        """
-        query = self.query if query is None else query
-        _check_query(query)
-        texts, clips = prompts_and_recordings(text, audio, sampling_rate, self.audio_token)
-        audio_inputs, counts = self._featurize(clips) if clips else ({}, [])
-        texts = self._expand(texts, counts)
-        encoded = self.tokenizer(
-            texts,
-            padding=padding,
-            padding_side="left",
-            return_offsets_mapping=True,
-            add_special_tokens=False,
-            **kwargs,
-        )
-        offsets = encoded.pop("offset_mapping")
-        special = set(self.tokenizer.all_special_ids)
-        encoded["query_mask"] = [
-            _query_mask(t, offs, ids, query, self.eoa_token, special, turn_end=self.turn_end)
-            for t, offs, ids in zip(texts, offsets, encoded["input_ids"])
-        ]
-        return BatchFeature({**encoded, **audio_inputs}, tensor_type=return_tensors)
+    audio_open = property(lambda self: self.boa_token)
+    audio_close = property(lambda self: self.eoa_token)
+    query_after = property(lambda self: self.eoa_token)
 
     def _featurize(self, clips: list[np.ndarray]):
-        features, masks, counts = [], [], []
+        rows, counts = [], []
         for i, wave in enumerate(clips):
             if len(wave) > MAX_CLIP_SAMPLES:
                 raise ValueError(
@@ -134,26 +98,10 @@ class Gemma4SpeechPruneProcessor(ProcessorMixin):
             mask = np.asarray(out["input_features_mask"][0], dtype=bool)
             counts.append(clip_token_count(mask))
             if counts[-1] == 0:
-                raise ValueError(f"audio[{i}] has {len(wave)} samples, too short for one audio token (40 ms)")
-            features.append(out["input_features"][0])
-            masks.append(mask)
-        frames = max(len(m) for m in masks)
-        padded = np.zeros((len(features), frames, features[0].shape[-1]), dtype=np.float32)
-        padded_mask = np.zeros((len(features), frames), dtype=bool)
-        for i, (feature, mask) in enumerate(zip(features, masks)):
-            padded[i, : len(mask)], padded_mask[i, : len(mask)] = feature, mask
-        return {"input_features": padded, "input_features_mask": padded_mask}, counts
-
-    def _expand(self, texts: list[str], counts: list[int]) -> list[str]:
-        """Each ``<|audio|>`` (in order over the batch) -> ``<|audio>`` + its clip's soft tokens + ``<audio|>``."""
-        remaining, expanded = iter(counts), []
-        for t in texts:
-            pieces = t.split(self.audio_token)
-            out = pieces[0]
-            for piece in pieces[1:]:
-                out += self.boa_token + self.audio_token * next(remaining) + self.eoa_token + piece
-            expanded.append(out)
-        return expanded
+                raise too_short(i, wave)
+            rows.append((out["input_features"][0], mask))
+        features, masks = pad_frames(rows, time_axis=0)
+        return {"input_features": features, "input_features_mask": masks}, counts
 
 
 Gemma4SpeechPruneProcessor.register_for_auto_class("AutoProcessor")

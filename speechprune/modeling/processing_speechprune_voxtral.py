@@ -78,6 +78,8 @@ class VoxtralSpeechPruneProcessor(ProcessorMixin):
     """
 
     control_tokens = ("<s>", "[INST]", "[/INST]", "[BEGIN_AUDIO]", "[AUDIO]")
+    long_audio = "any length: 30 s chunks of 375 tokens, the last chunk's padding included (as the stock path)"
+    max_seconds = None  # no cap
 
     def __init__(self, feature_extractor=None, tokenizer=None, audio_token="[AUDIO]", query="user_text"):
         _check_query(query)
