@@ -558,6 +558,7 @@ def test_prune_inputs_with_full_keeps_every_token(model, stock, processor, metho
     [
         "speechprune.modeling.pruning",
         "speechprune.modeling.audio_spans",
+        "speechprune.modeling.families",
         "speechprune.modeling.configuration_speechprune",
         "speechprune.modeling.processing_speechprune",
         "speechprune.modeling.modeling_speechprune",
