@@ -214,6 +214,11 @@ TINY_FAMILY_TOKENS = {
     "musicflamingo": {**_TINY_CHAT, "<sound>": 593, "<|sound_bos|>": 594, "<|sound_eos|>": 595},
     "voxtral": {"<s>": 590, "[INST]": 591, "[/INST]": 592, "[AUDIO]": 593, "[BEGIN_AUDIO]": 594},
     "gemma4": {"<bos>": 590, "<|turn>": 591, "<turn|>": 592, "<|audio|>": 593, "<|audio>": 594, "<audio|>": 595},
+    "glmasr": {
+        **{"<|endoftext|>": 590, "<|user|>": 591, "<|assistant|>": 592},
+        **{"<|pad|>": 593, "<|begin_of_audio|>": 594, "<|end_of_audio|>": 595},
+    },
+    "qwen3_asr": {**_TINY_CHAT, "<|audio_pad|>": 593, "<|audio_start|>": 594, "<|audio_end|>": 595},
 }
 TINY_FAMILIES = tuple(TINY_FAMILY_TOKENS)
 # Shared tiny text model: grouped-query attention (4 query heads, 2 key/value heads), head_dim 16.
@@ -294,6 +299,10 @@ def tiny_family_config(model_type: str):
         return voxtral_config(dict(tokens), TINY_VOCAB)
     if model_type == "gemma4":
         return gemma4_config(dict(tokens), TINY_VOCAB)
+    if model_type == "glmasr":
+        return glmasr_config(dict(tokens), TINY_VOCAB)
+    if model_type == "qwen3_asr":
+        return qwen3_asr_config(dict(tokens), TINY_VOCAB)
     config_class = {"audioflamingo3": "AudioFlamingo3Config", "musicflamingo": "MusicFlamingoConfig"}[model_type]
     extra = {}
     if model_type == "musicflamingo":
@@ -356,6 +365,8 @@ def tiny_family_inputs(model, seconds, seed: int = 0, question: tuple = (20, 21,
     frames = [int(round(s * 100)) for s in seconds]
     if model_type in ("voxtral", "gemma4"):
         return _voxtral_gemma4_inputs(model_type, tokens, frames, generator, question)
+    if model_type in ("glmasr", "qwen3_asr"):
+        return _asr_inputs(model_type, tokens, frames, generator, question)
     if model_type in ("audioflamingo3", "musicflamingo"):
         windows = [[min(3000, f - start) for start in range(0, f, 3000)] for f in frames]
         flat = [w for row in windows for w in row]
@@ -548,6 +559,119 @@ def _voxtral_gemma4_inputs(model_type: str, tokens: dict, frames: list, generato
     return _left_padded(rows, queries, pad=590) | audio
 
 
+# --- GLM-ASR and Qwen3-ASR ---------------------------------------------------------------------
+
+
+def glmasr_config(ids: dict, vocab_size: int):
+    """A tiny GLM-ASR config with the real audio geometry; ``ids``: its template tokens' ids by name.
+
+    128 mel bins, 30 s windows of 3000 frames -> 1500 encoder positions, four of them stacked per token
+    (``audio_config.intermediate_size = 4 x hidden``, as the release's 5120 = 4 x 1280): 375 tokens (80 ms
+    each) per window. The language model is a tiny Llama with grouped-query attention; input and output
+    embeddings are tied, as in the release.
+    """
+    from transformers import GlmAsrConfig
+
+    return GlmAsrConfig(
+        audio_config={
+            "model_type": "glmasr_encoder",
+            "hidden_size": 16,
+            "intermediate_size": 64,  # 4 stacked encoder positions per audio token
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_mel_bins": 128,
+            "initializer_range": 0.05,
+        },
+        # GlmAsrConfig fills what is left out with the release's text sizes: everything is named here.
+        text_config={
+            "model_type": "llama",
+            **{k: v for k, v in _TINY_TEXT.items() if k not in ("bos_token_id", "eos_token_id", "pad_token_id")},
+            "vocab_size": vocab_size,
+            "head_dim": 16,
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|assistant|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+        },
+        audio_token_id=ids["<|pad|>"],
+    )
+
+
+def qwen3_asr_config(ids: dict, vocab_size: int):
+    """A tiny Qwen3-ASR config with the real audio geometry; ``ids``: its template tokens' ids by name.
+
+    128 mel bins in 100-frame chunks of 13 tokens (three stride-2 convolutions), attention in 8 s windows
+    (``n_window_infer = 800`` frames); the language model is a tiny Qwen3 (q/k norms, grouped-query
+    attention). The top-level pad and eos ids are the tiny ones (the class defaults are the release's).
+    """
+    from transformers import Qwen3ASRConfig
+
+    return Qwen3ASRConfig(
+        audio_config={
+            "d_model": 16,
+            "encoder_layers": 1,
+            "encoder_attention_heads": 2,
+            "encoder_ffn_dim": 32,
+            "num_mel_bins": 128,
+            "downsample_hidden_size": 8,
+            "output_dim": 64,  # the language model's width
+            "initializer_range": 0.05,
+        },
+        text_config={"model_type": "qwen3", **_TINY_TEXT, "vocab_size": vocab_size, "head_dim": 16},
+        audio_token_id=ids["<|audio_pad|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+    )
+
+
+def _asr_inputs(model_type: str, tokens: dict, frames: list, generator, question: tuple) -> dict:
+    """:func:`tiny_family_inputs` for GLM-ASR (30 s windows, every recording's in order) and Qwen3-ASR (one row each).
+
+    The placeholder counts are each stock processor's own rule: GLM-ASR's conv formula over a recording's
+    frames (its windows together), Qwen3-ASR's 13 per 100-frame chunk plus the conv formula on the rest.
+    """
+    if model_type == "glmasr":
+        from transformers import GlmAsrProcessor
+
+        windows = [[min(3000, f - start) for start in range(0, f, 3000)] for f in frames]
+        flat = [w for row in windows for w in row]
+        features = torch.randn(len(flat), 128, 3000, generator=generator)
+        mask = torch.zeros(len(flat), 3000, dtype=torch.long)
+        for i, w in enumerate(flat):
+            mask[i, :w] = 1
+            features[i, :, w:] = 0
+        # The stock processor's count (an instance method that reads nothing from the instance).
+        counts = [int(GlmAsrProcessor._get_audio_token_length(None, torch.tensor(sum(row)))) for row in windows]
+        head, placeholder, close = (
+            [tokens["<|user|>"], 10, 11, tokens["<|begin_of_audio|>"]],
+            "<|pad|>",
+            "<|end_of_audio|>",
+        )
+        tail = [tokens["<|assistant|>"], 12, 13]
+    else:
+        from transformers.models.qwen3_asr.modeling_qwen3_asr import _get_feat_extract_output_lengths
+
+        length = -(-max(frames) // 100) * 100  # the feature extractor pads to whole 100-frame chunks
+        features = torch.randn(len(frames), 128, length, generator=generator)
+        mask = torch.zeros(len(frames), length, dtype=torch.long)
+        for i, f in enumerate(frames):
+            mask[i, :f] = 1
+            features[i, :, f:] = 0
+        counts = [int(n) for n in _get_feat_extract_output_lengths(mask.sum(-1))]
+        head, placeholder, close = (
+            [tokens["<|im_start|>"], 10, 11, tokens["<|audio_start|>"]],
+            "<|audio_pad|>",
+            "<|audio_end|>",
+        )
+        tail = [tokens["<|im_end|>"], tokens["<|im_start|>"], 12, 13]
+    rows, queries = [], []
+    for n in counts:
+        start = head + [tokens[placeholder]] * n + [tokens[close]]
+        rows.append(start + list(question) + tail)
+        queries.append([False] * len(start) + [True] * len(question) + [False] * len(tail))
+    return _left_padded(rows, queries, pad=590) | {"input_features": features, "input_features_mask": mask}
+
+
 def _left_padded(rows: list, queries: list, pad: int) -> dict:
     length = max(len(r) for r in rows)
     input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
@@ -664,4 +788,6 @@ __all__ = [
     "tiny_gemma4_processor",
     "voxtral_config",
     "gemma4_config",
+    "glmasr_config",
+    "qwen3_asr_config",
 ]

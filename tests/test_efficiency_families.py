@@ -153,6 +153,41 @@ def test_gemma4_encoder_meta_count_equals_a_real_forward():
     assert three == efficiency._family_traced(efficiency._key({"model_type": "gemma4_audio"}), 3) + 2 * 2250 * 1536**2
 
 
+def test_glmasr_encoder_is_whisper_on_every_window_plus_projector():
+    # No padding mask, RoPE positions (no products): every 30 s window costs a Whisper-large pass; the
+    # projector maps 4 stacked positions (5120) to 2 x 2048 and then 2048, on all 375 rows of each window.
+    audio = released_architecture("glmasr").audio_config
+    d, f, mel, layers = audio["hidden_size"], audio["intermediate_size"], audio["num_mel_bins"], 32
+    whisper = 2 * 3000 * d * mel * 3 + 2 * 1500 * d * d * 3
+    whisper += layers * (2 * 1500 * (4 * d * d + 2 * d * f) + 4 * 1500 * 1500 * d)
+    projector = 2 * 1125 * (5120 * 4096 + 4096 * 2048)
+    assert family_audio_encoder_flops("glmasr", 90) == 3 * whisper + projector
+    # Past the processor's 21 windows (630 s) nothing more reaches the model.
+    assert family_audio_encoder_flops("glmasr", 700) == family_audio_encoder_flops("glmasr", 630)
+
+
+def test_qwen3_asr_encoder_count_equals_a_real_forward(monkeypatch):
+    """The closed form (shared with Qwen3-Omni) against a tiny Qwen3-ASR encoder and projector, run for real."""
+    from transformers import Qwen3ASRConfig
+    from transformers.models.qwen3_asr.modeling_qwen3_asr import Qwen3ASRModel
+
+    tiny = {"d_model": 16, "encoder_layers": 2, "encoder_attention_heads": 2, "encoder_ffn_dim": 24}
+    tiny |= {"num_mel_bins": 128, "downsample_hidden_size": 8, "output_dim": 32, "n_window": 50, "n_window_infer": 800}
+    text = {"model_type": "qwen3", "hidden_size": 32, "intermediate_size": 8, "num_hidden_layers": 1}
+    text |= {"num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16, "vocab_size": 10}
+    config = Qwen3ASRConfig(audio_config=tiny, text_config=text)
+    config.audio_config._attn_implementation = "eager"  # its matrix products are what the counter sees
+    model = _seeded(lambda: Qwen3ASRModel(config))
+    seconds = 16.0  # two whole 8 s attention windows (the closed form counts a last window as full)
+    features, mask = torch.randn(1, 128, 1600), torch.ones(1, 1600, dtype=torch.long)
+    real = _real_count(model.get_audio_features, input_features=features, input_features_mask=mask)
+    arch = released_architecture("qwen3_asr")
+    fake = types.SimpleNamespace(**{**vars(arch), "audio_config": {"model_type": "qwen3_asr_encoder", **tiny}})
+    fake.text_config = {**arch.text_config, "hidden_size": 32}
+    monkeypatch.setattr(architectures, "released_architecture", lambda family: fake)
+    assert family_audio_encoder_flops("qwen3_asr", seconds) == real > 0
+
+
 @pytest.mark.parametrize("seconds", [0.5, 7.3, 30, 31.2, 90, 125.04])
 def test_token_counts_follow_the_stock_formulas(seconds):
     samples = round(seconds * 16000)
@@ -169,6 +204,13 @@ def test_token_counts_follow_the_stock_formulas(seconds):
     stock = sum(Gemma4Processor._compute_audio_num_tokens(fake, np.zeros(c), 16000) for c in clips)
     assert audio_tokens("gemma4", seconds) == stock
     assert audio_tokens("voxtral", seconds) == 375 * len(range(0, frames, 3000))
+    from transformers import GlmAsrProcessor, Qwen3ASRProcessor
+
+    # Both stock processors count from the mel frames alone (methods that read nothing from the instance).
+    assert audio_tokens("glmasr", seconds) == int(GlmAsrProcessor._get_audio_token_length(None, torch.tensor(frames)))
+    assert audio_tokens("qwen3_asr", seconds) == int(
+        Qwen3ASRProcessor._get_audio_token_length(None, torch.tensor(frames))
+    )
 
 
 def test_released_architectures_build_and_name_their_source():

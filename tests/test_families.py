@@ -42,6 +42,14 @@ def row(family, batch, b):
     if family == "voxtral":  # 30 s chunks of every recording in order, 375 placeholders each
         chunks = [int(n) // 375 for n in (batch["input_ids"] == 593).sum(1)]
         out["input_features"] = batch["input_features"][sum(chunks[:b]) : sum(chunks[: b + 1])]
+    elif family == "glmasr":  # 30 s windows of every recording in order: ceil(tokens / 375) each
+        windows = [-(-int(n) // 375) for n in (batch["input_ids"] == 593).sum(1)]
+        for name in ("input_features", "input_features_mask"):
+            out[name] = batch[name][sum(windows[:b]) : sum(windows[: b + 1])]
+    elif family == "qwen3_asr":  # one row per recording, padded to whole 100-frame chunks of the longest
+        length = -(-int(batch["input_features_mask"][b].sum()) // 100) * 100
+        out["input_features"] = batch["input_features"][b : b + 1, :, :length]
+        out["input_features_mask"] = batch["input_features_mask"][b : b + 1, :length]
     elif family == "gemma4":  # one clip per recording, padded to the longest
         frames = int(batch["input_features_mask"][b].sum())
         out["input_features"] = batch["input_features"][b : b + 1, :frames]

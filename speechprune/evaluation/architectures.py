@@ -35,6 +35,8 @@ FAMILIES = (
     "musicflamingo",
     "voxtral",
     "gemma4",
+    "glmasr",
+    "qwen3_asr",
 )
 
 _QWEN2_AUDIO_FIXTURE = Path(__file__).with_name("qwen2-audio-7b-config.json")
@@ -238,6 +240,82 @@ def _gemma4() -> Architecture:
     )
 
 
+def _glmasr() -> Architecture:
+    text = {
+        "model_type": "llama",
+        "vocab_size": 59264,
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 8192,
+    }
+    audio = {
+        "model_type": "glmasr_encoder",
+        "hidden_size": 1280,
+        "intermediate_size": 5120,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 20,
+        "num_mel_bins": 128,
+    }
+    return Architecture(
+        family="glmasr",
+        checkpoint="zai-org/GLM-ASR-Nano-2512",
+        text_config=text,
+        audio_config=audio,
+        seconds_per_token=0.08,
+        tokens_per_30s=375,
+        max_clip_seconds=630.0,  # GlmAsrProcessor keeps int(655 // 30) = 21 windows (its warning says 655 s)
+        source=(
+            "class defaults: GlmAsrConfig's text sub-config defaults and GlmAsrEncoderConfig (both documented as "
+            "zai-org/GLM-ASR-Nano-2512); a third-party Core ML conversion lists the same decoder (28 layers, "
+            "16 / 4 heads, hidden 2048, vocabulary 59,264); not checked against the checkpoint's config.json"
+        ),
+    )
+
+
+def _qwen3_asr() -> Architecture:
+    text = {
+        "model_type": "qwen3",
+        "vocab_size": 151936,
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "max_position_embeddings": 65536,
+    }
+    audio = {
+        "model_type": "qwen3_asr_encoder",
+        "num_mel_bins": 128,
+        "d_model": 1024,
+        "encoder_layers": 24,
+        "encoder_attention_heads": 16,
+        "encoder_ffn_dim": 4096,
+        "n_window": 50,
+        "n_window_infer": 800,
+        "downsample_hidden_size": 480,
+        "output_dim": 2048,
+    }
+    return Architecture(
+        family="qwen3_asr",
+        checkpoint="Qwen/Qwen3-ASR-1.7B-hf",
+        text_config=text,
+        audio_config=audio,
+        seconds_per_token=1 / 13,
+        tokens_per_30s=390,
+        max_clip_seconds=None,
+        source=(
+            "class defaults: Qwen3ASRConfig's text sub-config defaults (vocabulary: Qwen3Config's 151,936) and "
+            "Qwen3ASREncoderConfig (both documented as Qwen/Qwen3-ASR-1.7B-hf), except output_dim, written here as "
+            "2048 (the language model's width, which the projector must produce; the class default 3584 cannot "
+            "be the release's); not checked against the checkpoint's config.json"
+        ),
+    )
+
+
 def released_architecture(family: str) -> Architecture:
     """The released architecture of ``family`` (one of :data:`FAMILIES`); a fresh object each call.
 
@@ -252,6 +330,8 @@ def released_architecture(family: str) -> Architecture:
         "musicflamingo": lambda: _flamingo("musicflamingo", "nvidia/music-flamingo-hf"),
         "voxtral": _voxtral,
         "gemma4": _gemma4,
+        "glmasr": _glmasr,
+        "qwen3_asr": _qwen3_asr,
     }
     if family not in builders:
         raise ValueError(f"family: no released architecture for {family!r}; known: {', '.join(FAMILIES)}")
@@ -265,7 +345,9 @@ def audio_tokens(family: str, seconds: float) -> int:
     formula); Qwen2.5-Omni: the conv formula over the whole recording; Qwen3-Omni: its
     ``_get_feat_extract_output_lengths`` (13 per 100 mel frames); Voxtral: 375 per started 30 s chunk
     (the last chunk's padding becomes tokens); Gemma 4: its processor's formula per clip of at most 30 s
-    (the model's cap: a longer recording is counted as consecutive 30 s clips).
+    (the model's cap: a longer recording is counted as consecutive 30 s clips); GLM-ASR: its processor's
+    conv formula over the recording's frames (375 per full 30 s window; at most 21 windows, 630 s, are kept);
+    Qwen3-ASR: Qwen3-Omni's rule (the same 100-frame chunks of 13).
 
     Example:
         >>> [audio_tokens(f, 90) for f in ("qwen2_audio", "qwen3_omni_moe", "voxtral")]
@@ -281,7 +363,10 @@ def audio_tokens(family: str, seconds: float) -> int:
         return sum(conv(min(3000, frames - start)) for start in range(0, frames, 3000))
     if family == "qwen2_5_omni":
         return conv(frames)
-    if family == "qwen3_omni_moe":
+    if family == "glmasr":  # the processor's conv formula over the windows it keeps (at most 21 of 30 s)
+        kept = min(frames, 21 * 3000)
+        return max(0, (((kept - 1) // 2 + 1) - 4) // 4 + 1)
+    if family in ("qwen3_omni_moe", "qwen3_asr"):
         rest = (frames % 100 - 1) // 2 + 1  # the last partial 100-frame chunk after its first conv
         return ((rest - 1) // 2 + 1 - 1) // 2 + 1 + (frames // 100) * 13
     if family == "voxtral":

@@ -308,10 +308,11 @@ def family_audio_encoder_flops(family: str, seconds: float) -> int:
 
     - Qwen2-Audio, AudioFlamingo3, MusicFlamingo: 30 s windows, each encoded at its full 3,000 mel
       frames (traced on ``meta``; AudioFlamingo3's encoder has Qwen2-Audio's layers and pooling).
-    - Voxtral: 30 s chunks of 3,000 frames (the last one padded, as the model sees it), traced.
+    - Voxtral: 30 s chunks of 3,000 frames (the last one padded, as the model sees it), traced; GLM-ASR
+      likewise (30 s windows padded to 3,000 frames, no padding mask; at most 21 windows, its processor's cap).
     - Gemma 4: clips of at most 30 s (the model's cap), traced (its conformer runs in eager mode).
     - Qwen2.5-Omni: one pass over the recording's frames, attention in 2 s blocks (100 positions);
-      Qwen3-Omni: 100-frame chunks through three stride-2 2-D convolutions (13 positions each),
+      Qwen3-Omni and Qwen3-ASR: 100-frame chunks through three stride-2 2-D convolutions (13 positions each),
       attention in 8 s blocks (104 positions). These two are counted from their matrix products
       (the forward splits on tensor values, which ``meta`` lacks); every chunk is padded to full length.
 
@@ -333,6 +334,9 @@ def family_audio_encoder_flops(family: str, seconds: float) -> int:
         return _encoder_flops(_key(whisper), windows) + _linear_flops(tokens, *projector)
     if family == "voxtral":
         return _family_traced(key, windows) + _linear_flops(tokens, audio["intermediate_size"] * 4, hidden, hidden)
+    if family == "glmasr":  # the kept windows, each at 3000 frames; the projector sees all 375 rows of each
+        kept = min(windows, 21)
+        return _family_traced(key, kept) + _linear_flops(kept * 375, audio["intermediate_size"], 2 * hidden, hidden)
     if family == "gemma4":
         clips = -(-round(seconds * 16000) // 480000)
         return _family_traced(key, clips) + _linear_flops(tokens, audio.get("output_proj_dims", 1536), hidden)
@@ -343,7 +347,7 @@ def family_audio_encoder_flops(family: str, seconds: float) -> int:
         convs = 2 * padded * d * mel * 3 + 2 * (padded // 2) * d * d * 3
         layers = _windowed_layers_flops(audio, padded // 2, audio["n_window"])
         return convs + layers + _linear_flops(tokens, d, audio["output_dim"])
-    if family == "qwen3_omni_moe":
+    if family in ("qwen3_omni_moe", "qwen3_asr"):  # Qwen3-ASR's encoder and projector are Qwen3-Omni's shape
         chunk, channels = 2 * audio["n_window"], audio["downsample_hidden_size"]
         chunks = -(-frames // chunk)
         shapes = [(mel, chunk)]
@@ -361,7 +365,7 @@ def family_audio_encoder_flops(family: str, seconds: float) -> int:
 
 @functools.lru_cache(maxsize=32)
 def _family_traced(key: str, count: int) -> int:
-    """Voxtral's encoder on ``count`` 30 s chunks, or Gemma 4's on ``count`` 30 s clips, traced on ``meta``."""
+    """Voxtral's or GLM-ASR's encoder on ``count`` 30 s windows, or Gemma 4's on ``count`` clips, on ``meta``."""
     data = json.loads(key)
     config = CONFIG_MAPPING[data["model_type"]](**{k: v for k, v in data.items() if k != "model_type"})
     with torch.device("meta"):
@@ -373,7 +377,8 @@ def _family_traced(key: str, count: int) -> int:
             return _meta_flops(model, torch.empty(count, frames, 128), mask)  # 128 mel bins
         config._attn_implementation = "sdpa"
         model = AutoModel.from_config(config, attn_implementation="sdpa").eval()
-        frames = config.max_source_positions * 2
+        # 30 s of mel frames: GLM-ASR's encoder config names no source positions (its positions are RoPE).
+        frames = 3000 if data["model_type"] == "glmasr_encoder" else config.max_source_positions * 2
         return _meta_flops(model, torch.empty(count, config.num_mel_bins, frames))
 
 

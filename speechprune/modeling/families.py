@@ -435,6 +435,74 @@ class Gemma4Adapter(FamilyAdapter):
         return captured
 
 
+class GlmAsrAdapter(FamilyAdapter):
+    """GLM-ASR: 30 s windows of 375 tokens (80 ms each: four 20 ms encoder positions), a Llama language model.
+
+    The processor cuts a recording into 30 s windows (at most 21, so 630 s; beyond, it warns, naming 655 s)
+    and counts its placeholders with the conv formula over the recording's frames; the stock forward
+    encodes the windows as one batch and scatters each window's valid tokens in order. The encoder has no
+    padding mask: a window's tokens depend on its padding, which the processor makes 3000 frames for every
+    window.
+    """
+
+    model_type = "glmasr"
+    stock_class = "GlmAsrForConditionalGeneration"
+    pruning_class = "GlmAsrSpeechPruneForConditionalGeneration"
+    seconds_per_token = 0.08
+    tokens_per_window = 375
+    audio_inputs = ("input_features", "input_features_mask")
+    generation_auto_classes = ("AutoModelForMultimodalLM", "AutoModelForSeq2SeqLM")
+    # The GLM chat layout: <|user|>\n<|begin_of_audio|><|pad|>...<|pad|><|end_of_audio|>{text}<|assistant|>\n
+    # (zai-org/GLM-ASR's inference.py builds it; vLLM's and SGLang's GLM-ASR code use the same audio markers).
+    query_start_tokens = ("<|end_of_audio|>",)
+    query_end_token = "<|assistant|>"
+    # <|pad|> = 59260 is GlmAsrConfig's audio_token_id (transformers 5.24, verified). The rest is inferred, not
+    # read from the released tokenizer (not readable offline): the config's eos ids [59246, 59253, 59255] sit
+    # where GLM-4's tokenizer has <|endoftext|>, <|user|> and <|observation|> (offsets 0, 7, 9), which puts
+    # <|assistant|> at 59254. The audio markers' ids are not known here (-1: never matches); pass the
+    # processor's query_mask, or prune(model, tokenizer=processor.tokenizer), which reads every id.
+    default_special_token_ids = {
+        "<|endoftext|>": 59246,
+        "<|user|>": 59253,
+        "<|assistant|>": 59254,
+        "<|observation|>": 59255,
+        "<|pad|>": 59260,
+        "<|begin_of_audio|>": -1,
+        "<|end_of_audio|>": -1,
+    }
+    notes = "GLM-ASR: 80 ms per token, 375 per 30 s window, up to 630 s (the processor keeps 21 windows and warns)"
+
+
+class Qwen3AsrAdapter(FamilyAdapter):
+    """Qwen3-ASR: 13 tokens per second (390 per 30 s), one padded feature row per recording, Qwen3 q/k norms.
+
+    The encoder cuts each recording into 100-frame chunks (13 tokens each, the last by the conv formula) and
+    attends within 8 s windows of one recording, so a recording's tokens never see the rest of the batch.
+    Phase 2 ignores the q/k norms, as SPEC section 3 says.
+    """
+
+    model_type = "qwen3_asr"
+    stock_class = "Qwen3ASRForConditionalGeneration"
+    pruning_class = "Qwen3AsrSpeechPruneForConditionalGeneration"
+    seconds_per_token = 1 / 13
+    tokens_per_window = 390
+    audio_inputs = ("input_features", "input_features_mask")
+    generation_auto_classes = ("AutoModelForMultimodalLM", "AutoModelForSeq2SeqLM", "AutoModelForSpeechSeq2Seq")
+    # Qwen chat layout; the released template renders the user turn as <|audio_start|><|audio_pad|><|audio_end|>
+    # and puts a text context in the system turn, so its prompts have no query after the audio: there the
+    # caller passes query_mask (a SPIRAL prompt puts the question after <|audio_end|>, as here).
+    query_start_tokens = ("<|audio_end|>",)
+    # <|audio_pad|> = 151676 is Qwen3ASRConfig's audio_token_id (transformers 5.24, verified); the audio markers
+    # are the Qwen3 tokenizer's, as two independent ports of Qwen3-ASR list them (not read from the Hub file).
+    default_special_token_ids = {
+        **_QWEN_CHAT_IDS,
+        "<|audio_start|>": 151669,
+        "<|audio_end|>": 151670,
+        "<|audio_pad|>": 151676,
+    }
+    notes = "Qwen3-ASR: 13 tokens per second, 390 per 30 s, any length (8 s attention windows)"
+
+
 ADAPTERS = {
     adapter.model_type: adapter
     for adapter in (
@@ -445,6 +513,8 @@ ADAPTERS = {
         MusicFlamingoAdapter(),
         VoxtralAdapter(),
         Gemma4Adapter(),
+        GlmAsrAdapter(),
+        Qwen3AsrAdapter(),
     )
 }
 

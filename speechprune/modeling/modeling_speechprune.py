@@ -54,9 +54,11 @@ from transformers import (
     Gemma4ForConditionalGeneration,
     GenerationConfig,
     GenerationMixin,
+    GlmAsrForConditionalGeneration,
     MusicFlamingoForConditionalGeneration,
     Qwen2_5OmniThinkerForConditionalGeneration,
     Qwen2AudioForConditionalGeneration,
+    Qwen3ASRForConditionalGeneration,
     Qwen3OmniMoeThinkerForConditionalGeneration,
     VoxtralForConditionalGeneration,
 )
@@ -656,6 +658,18 @@ class Gemma4SpeechPruneForConditionalGeneration(SpeechPruneMixin, Gemma4ForCondi
         return super().prepare_inputs_for_generation(input_ids, inputs_embeds=inputs_embeds, **kwargs)
 
 
+class GlmAsrSpeechPruneForConditionalGeneration(SpeechPruneMixin, GlmAsrForConditionalGeneration):
+    """GLM-ASR with SpeechPrune."""
+
+    adapter = ADAPTERS["glmasr"]
+
+
+class Qwen3AsrSpeechPruneForConditionalGeneration(SpeechPruneMixin, Qwen3ASRForConditionalGeneration):
+    """Qwen3-ASR with SpeechPrune."""
+
+    adapter = ADAPTERS["qwen3_asr"]
+
+
 PRUNING_CLASSES = {
     cls.adapter.model_type: cls
     for cls in (
@@ -666,6 +680,8 @@ PRUNING_CLASSES = {
         MusicFlamingoSpeechPruneForConditionalGeneration,
         VoxtralSpeechPruneForConditionalGeneration,
         Gemma4SpeechPruneForConditionalGeneration,
+        GlmAsrSpeechPruneForConditionalGeneration,
+        Qwen3AsrSpeechPruneForConditionalGeneration,
     )
 }
 
