@@ -11,13 +11,6 @@ import argparse
 import importlib
 import sys
 
-#: What a pruning rate means, for every help text that takes one (SPEC section 3: phase 1 first keeps
-#: k1 = min(N, 750) of the N audio tokens, phase 2 then k2 = round((1 - rate) * k1)).
-RATE_MEANING = (
-    "a rate r in [0, 1) counts against min(N, 750), not the N audio tokens: it keeps round((1 - r) * min(N, 750)) "
-    "tokens (0.2 keeps 600 of any recording over 30 s)"
-)
-
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("speechprune.evaluation.demo", "offline demo: tiny model on a small synthesised SPIRAL"),

@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 from huggingface_hub import ModelCard
 
-from speechprune.cli import RATE_MEANING
 from speechprune.errors import UsageError
 from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import CITATION
 from speechprune.hub_cards import is_hub_id
@@ -37,6 +36,7 @@ from speechprune.modeling.configuration_speechprune import (
 from speechprune.modeling.families import adapter_for
 from speechprune.modeling.modeling_speechprune import POSITION_MODES, validate_settings
 from speechprune.modeling.pruning import METHODS
+from speechprune.modeling.pruning_settings import RATE_MEANING
 from speechprune.processors import processor_class
 from speechprune.sources import hub_failure, local_or_hub
 

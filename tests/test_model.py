@@ -16,8 +16,9 @@ import torch
 
 from speechprune.modeling import pruning
 from speechprune.modeling.configuration_speechprune import SpeechPruneConfig
+from speechprune.modeling.families import ADAPTERS
 from speechprune.modeling.modeling_speechprune import Qwen2AudioSpeechPruneForConditionalGeneration
-from speechprune.testing import tiny_qwen2_audio, tiny_speechprune
+from speechprune.testing import tiny_family, tiny_family_inputs, tiny_qwen2_audio, tiny_speechprune
 
 SR = 16000
 QUESTION = "What did the speaker say about the project?"
@@ -263,6 +264,57 @@ def test_generate_with_return_dict_and_several_sequences(model, processor):
     length = inputs.input_ids.shape[1]
     assert out.sequences.shape == (2, length + 3)
     assert torch.equal(out.sequences[:, :length], inputs.input_ids.repeat(2, 1))
+
+
+@pytest.mark.parametrize("family", ["qwen2_audio", "qwen2_5_omni_thinker"])  # 1D position ids, M-RoPE
+def test_generate_with_original_positions_decodes_after_the_largest_original_position(family, model, processor):
+    """SPEC section 7: step 1 is the pruned forward's last row; the next token takes the largest kept id + 1."""
+    if family == "qwen2_audio":
+        pruned, batch = model, dict(spiral_inputs(processor, (45, 1), (20, 2)))
+    else:
+        pruned = tiny_family(family, seed=0, pruning_method="speechprune")
+        batch = tiny_family_inputs(pruned, [40.0, 12.0], seed=1)
+    settings = {"pruning_method": "speechprune", "pruning_rate": 0.4, "positions": "original"}
+    mask = batch["attention_mask"]
+    assert (mask == 0).any()  # left padded
+    length = batch["input_ids"].shape[1]
+    out = pruned.generate(
+        **batch, **settings, max_new_tokens=2, do_sample=False, return_dict_in_generate=True, output_logits=True
+    )
+    # The ids stock generate gives the unpruned prompt: 0.. along the real tokens (three equal rows for an
+    # audio-only M-RoPE prompt); the forward gets them explicitly, as a caller of forward would.
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    if family != "qwen2_audio":
+        positions = positions.expand(3, -1, -1)
+    language_model = ADAPTERS[family].language_model(pruned)
+    seen = {}
+    hook = language_model.register_forward_pre_hook(lambda m, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    try:
+        with torch.no_grad():
+            forward = pruned(**batch, **settings, position_ids=positions)
+    finally:
+        hook.remove()
+    torch.testing.assert_close(out.logits[0], forward.logits[:, -1], rtol=0, atol=1e-5)
+    assert torch.equal(out.sequences[:, length], forward.logits[:, -1].argmax(-1))
+    # Step 2 by hand: the stock language model and head on the pruned rows the forward used, plus the first
+    # new token at a position chosen here.
+    kept, rows = seen["position_ids"], seen["inputs_embeds"]
+    token = pruned.get_input_embeddings()(out.sequences[:, length])
+    rows = torch.cat([rows, token[:, None]], 1)
+    new_mask = torch.cat([seen["attention_mask"], torch.ones_like(seen["attention_mask"][:, :1])], 1)
+
+    def next_logits(position):
+        with torch.no_grad():
+            ids = torch.cat([kept, position], -1)
+            hidden = language_model(inputs_embeds=rows, attention_mask=new_mask, position_ids=ids).last_hidden_state
+            return pruned.lm_head(hidden[:, -1])
+
+    largest = kept.amax(-1, keepdim=True)
+    torch.testing.assert_close(out.logits[1], next_logits(largest + 1), rtol=0, atol=1e-5)
+    # What a compact continuation would give (the pruned length), which the check above tells apart.
+    compact = seen["attention_mask"].sum(-1, keepdim=True).expand_as(largest)
+    assert (largest + 1 > compact).all()
+    assert not torch.allclose(out.logits[1], next_logits(compact), atol=1e-3)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -558,6 +610,7 @@ def test_prune_inputs_with_full_keeps_every_token(model, stock, processor, metho
     [
         "speechprune.modeling.pruning",
         "speechprune.modeling.audio_spans",
+        "speechprune.modeling.families",
         "speechprune.modeling.configuration_speechprune",
         "speechprune.modeling.processing_speechprune",
         "speechprune.modeling.modeling_speechprune",

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 from speechprune.cache import CACHE_VARIABLE, cache_dir
-from speechprune.cli import RATE_MEANING
 from speechprune.dataset_script import SAMPLE_ANNOTATIONS
 from speechprune.errors import UsageError
 from speechprune.evaluation import runner
+from speechprune.modeling.pruning_settings import RATE_MEANING
 
 DEMO_DIALOGUES = 24
 DEMO_METHODS = ("original", "random", "crop", "speechprune")

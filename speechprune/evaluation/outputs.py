@@ -17,6 +17,7 @@ from pathlib import Path
 
 from speechprune.evaluate_metric.spiral_accuracy.spiral_accuracy import ALL_LETTERS
 from speechprune.evaluation import report, results
+from speechprune.modeling.pruning_settings import RATE_MEANING  # the one wording of what a rate keeps
 
 REJECTS_FILE = "rejects.jsonl"  # beside samples.jsonl: the rows the task left out, with their reasons
 TINY_NOTE = (
@@ -85,8 +86,6 @@ def write_run_outputs(
         records, config=config, dataset_sizes={name: dataset_size}, rejected=rejected, rejects_file=REJECTS_FILE
     )
     paths = {"results": results.write_results(output / "results.json", document)}
-    from speechprune.cli import RATE_MEANING  # the one wording of what a rate keeps, shared with every --help
-
     footnotes = [f"pruning rate: {RATE_MEANING}"]
     footnotes += [f"{key}: {text}" for key, text in config.get("measurements", {}).items()]
     if rejected:

@@ -32,10 +32,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from speechprune.cli import RATE_MEANING
 from speechprune.errors import UsageError
 from speechprune.evaluation import checkpoint, fileio
 from speechprune.evaluation.tasks import Task, load_task, preset_names
+from speechprune.modeling.pruning_settings import RATE_MEANING
 from speechprune.sources import local_or_hub
 
 # torch, transformers, datasets and matplotlib are imported where a run needs them, so that

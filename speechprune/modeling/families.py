@@ -37,7 +37,8 @@ Hooks (methods taking the model; override only where the family differs):
     ``capture(model, stock_forward, call)``: the language model's keyword arguments for ``call`` (a dict
         of the caller's forward arguments), as the stock forward would pass them. The default runs
         ``stock_forward(**call)`` with a pre-hook on :meth:`language_model` that records the arguments
-        and stops the call before any decoder layer runs.
+        and stops the call before any decoder layer runs (in the calling thread only: another thread's call
+        on the same model passes the hook untouched).
     ``compact_positions(model, input_ids, attention_mask)``: position ids for the pruned sequence with
         ``positions="compact"``, or ``None`` to let the stock forward derive them (1D families).
     ``pruned_generate(model, stock_generate, call)``: generate from the pruned prompt (``call`` holds
@@ -55,6 +56,11 @@ Example:
 """
 
 from __future__ import annotations
+
+import copy
+import functools
+import threading
+import types
 
 import torch
 
@@ -149,7 +155,11 @@ class FamilyAdapter:
         of :attr:`per_position_inputs`. No decoder layer runs.
         """
 
+        caller = threading.get_ident()
+
         def stop(module, args, kwargs):
+            if threading.get_ident() != caller:  # another thread's call on the same model passes through
+                return None
             if args:
                 raise TypeError(f"{self.model_type}: the language model was called with positional arguments")
             raise _Captured(kwargs)
@@ -191,10 +201,12 @@ class FamilyAdapter:
     def attention_weights(self, model, captured: dict, layer: int) -> torch.Tensor:
         """``(batch, heads, seq, seq)`` float32 attention probabilities of decoder layer ``layer`` (0-based).
 
-        The language model runs on the captured inputs with eager attention, so the layer applies its
-        own norm, RoPE, causal and padding mask and head layout exactly as transformers' eager path
-        (what ``output_attentions=True`` returns); the call stops as soon as that layer's attention has
-        its probabilities.
+        An eager view of the language model (:func:`eager_view`: its own module objects and an eager copy
+        of the config, the same weights) runs on the captured inputs, so the layer applies its own norm,
+        RoPE, causal and padding mask and head layout exactly as transformers' eager path does (what
+        ``output_attentions=True`` returns); the call stops as soon as that layer's attention has its
+        probabilities. The model itself, its config and its hooks are left as they are, so another call
+        may use them meanwhile, with whatever attention kernel it was loaded with.
         """
         layers = self.decoder_layers(model)
         if not 0 <= layer < len(layers):
@@ -203,26 +215,66 @@ class FamilyAdapter:
         if attention is None:
             raise ValueError(f"attention_layer {layer} of {self.model_type} has no self-attention")
 
-        def grab(module, args, output):
-            raise _Captured({"weights": output[1]})
-
         language_model = self.language_model(model)
-        config = language_model.config
-        previous = config._attn_implementation
-        hook = attention.register_forward_hook(grab)
+        eager = copy.deepcopy(language_model.config)
+        eager._attn_implementation = "eager"
+        views: dict = {}
+        view = eager_view(language_model, language_model.config, eager, views)
+        target = views[id(attention)]
+        forward = target.forward
+
+        def forward_then_stop(*args, **kwargs):
+            raise _Captured({"weights": forward(*args, **kwargs)[1]})
+
+        target.forward = forward_then_stop  # on the view's module only
         try:
-            config._attn_implementation = "eager"
-            language_model(**{**captured, "use_cache": False})
+            view(**{**captured, "use_cache": False})
         except _Captured as captured_weights:
             weights = captured_weights.kwargs["weights"]
         else:
             raise RuntimeError(f"{self.model_type}: layer {layer}'s attention never ran")
-        finally:
-            config._attn_implementation = previous
-            hook.remove()
         if weights is None:
             raise RuntimeError(f"{self.model_type}: eager attention of layer {layer} returned no probabilities")
         return weights.float()
+
+
+def eager_view(module: torch.nn.Module, config, eager_config, views: dict | None = None) -> torch.nn.Module:
+    """A copy of ``module``'s tree of modules that reads ``eager_config`` wherever the original reads ``config``.
+
+    Each module of the tree is copied shallowly: the copies share every parameter, buffer and hook with
+    the original (no weight is copied), and only the copies' ``config`` and children differ. Per-module
+    forwards bound to an original module (accelerate's device hooks set ``forward`` and ``_old_forward``
+    that way) are bound to its copy, so a dispatched model runs its copy with the same device moves.
+    Nothing of the original is changed. ``views`` (if given) maps ``id(original module)`` to its copy.
+
+    Example:
+        >>> from speechprune.testing import tiny_qwen2_audio
+        >>> lm = tiny_qwen2_audio()[0].model.language_model
+        >>> eager = copy.deepcopy(lm.config)
+        >>> eager._attn_implementation = "eager"
+        >>> view = eager_view(lm, lm.config, eager)
+        >>> view.layers[0].self_attn.config._attn_implementation, lm.layers[0].self_attn.config._attn_implementation
+        ('eager', 'sdpa')
+        >>> view.layers[0].self_attn is lm.layers[0].self_attn, view.norm.weight is lm.norm.weight
+        (False, True)
+    """
+    views = {} if views is None else views
+    copied = copy.copy(module)
+    views[id(module)] = copied
+    for name, value in module.__dict__.items():
+        if name == "config" and value is config:
+            copied.__dict__[name] = eager_config
+        elif isinstance(value, types.MethodType) and value.__self__ is module:
+            copied.__dict__[name] = types.MethodType(value.__func__, copied)
+        elif isinstance(value, functools.partial) and value.args and value.args[0] is module:
+            copied.__dict__[name] = functools.update_wrapper(
+                functools.partial(value.func, copied, *value.args[1:], **value.keywords), value
+            )
+    copied.__dict__["_modules"] = {
+        name: None if child is None else eager_view(child, config, eager_config, views)
+        for name, child in module._modules.items()
+    }
+    return copied
 
 
 class Qwen2AudioAdapter(FamilyAdapter):

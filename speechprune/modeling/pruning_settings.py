@@ -75,6 +75,13 @@ SETTING_DEFAULTS = {
 }
 SETTING_NAMES = tuple(SETTING_DEFAULTS)
 
+#: What a pruning rate means, for every help text that takes one and the results table's footnote (SPEC
+#: section 3: phase 1 first keeps k1 = min(N, 750) of the N audio tokens, phase 2 then k2 = round((1 - rate) * k1)).
+RATE_MEANING = (
+    "a rate r in [0, 1) counts against min(N, 750), not the N audio tokens: it keeps round((1 - r) * min(N, 750)) "
+    "tokens (0.2 keeps 600 of any recording over 30 s)"
+)
+
 
 def resolve_method(name, argument: str = "method") -> str:
     """The canonical method name for ``name`` (``"none"`` -> ``"full"``); ``argument`` names it in the error.
